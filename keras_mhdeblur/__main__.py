@@ -1,0 +1,5 @@
+import sys
+
+from keras_mhdeblur.cli import main
+
+sys.exit(main())

@@ -1,0 +1,43 @@
+"""The `mhdeblur` command. Thin: every subcommand parses its flags and calls the library.
+
+Each subcommand lives in the module that owns its work and registers itself here through a
+`register(subparsers)` function, so adding one is one line in `SUBCOMMAND_MODULES`.
+"""
+
+import argparse
+import importlib
+import sys
+
+# Modules that contribute subcommands; each defines `register(subparsers)` which adds a parser
+# whose default `func(args) -> int` runs it.
+SUBCOMMAND_MODULES = (
+    "keras_mhdeblur.data.cli",
+)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="mhdeblur",
+        description="Multi-head image deblurring (arXiv 2208.13029) with Keras 3.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in SUBCOMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("mhdeblur: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

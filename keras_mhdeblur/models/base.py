@@ -1,0 +1,177 @@
+"""The Keras model every backbone subclasses: padding, multi-head output, default loss and
+metrics, configuration.
+
+A backbone implements `restore(image) -> list of (B, Hp, Wp, 3K) residuals`, one per stage in
+the official order, on an image already padded to a multiple of `pad_multiple`. This class does
+the rest once for all of them:
+
+    image (B, H, W, 3) --pad--> restore() --crop--> MultiHeadOutput (+ image) --> (B, K', H, W, 3)
+
+Single-stage models return that tensor; multi-stage models return a list in the official order
+(or a dict keyed by stage name with `output_format="dict"`). Single-head models (`heads=1`,
+`single_output=True`) return (B, H, W, 3).
+"""
+
+import keras
+from keras import ops
+
+from keras_mhdeblur import losses as losses_lib
+from keras_mhdeblur import metrics as metrics_lib
+from keras_mhdeblur import optimizers
+from keras_mhdeblur.heads import MultiHeadOutput, num_outputs
+
+
+class MultiHeadRestorationModel(keras.Model):
+    """Base class; see the module docstring. Subclasses set the class attributes below."""
+
+    #: H and W are zero-padded (bottom/right) to a multiple of this, and cropped back.
+    pad_multiple = 16
+    #: "constant" (zeros, NAFNet/HINet) or "reflect" (Restormer/MPRNet test scripts).
+    pad_mode = "constant"
+    #: Names of the stage outputs, in the order `restore` returns them.
+    stage_names = ("output",)
+    #: The stage that is the restored image (metrics, inference and export use it).
+    final_stage = "output"
+    #: Official recipe for `official_optimizer` and the default compile optimizer.
+    recipe = "nafnet"
+
+    def __init__(self, heads=4, combine_heads=True, single_output=False, selected_output=None,
+                 output_format="list", **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(heads, int) or heads < 1:
+            raise ValueError(f"heads must be an integer >= 1, got {heads!r}")
+        if single_output and heads != 1:
+            raise ValueError(f"single_output=True needs heads=1, got heads={heads}")
+        if output_format not in ("list", "dict"):
+            raise ValueError(f"output_format must be 'list' or 'dict', got {output_format!r}")
+        self.heads = heads
+        self.combine_heads = bool(combine_heads)
+        self.single_output = bool(single_output)
+        self.output_format = output_format
+        self.num_outputs = num_outputs(heads, self.combine_heads)
+        if selected_output is not None and not 0 <= int(selected_output) < self.num_outputs:
+            raise ValueError(
+                f"selected_output must be in [0, {self.num_outputs}), got {selected_output}")
+        self.selected_output = None if selected_output is None else int(selected_output)
+        self.head_output = MultiHeadOutput(heads, self.combine_heads, name="head_output")
+        self._set_untracked(restoration_loss=None, restoration_metrics=[])
+
+    # ---- the part each backbone writes ----------------------------------------------------
+    def restore(self, image):
+        """(B, Hp, Wp, 3) padded image -> list of (B, Hp, Wp, 3K) residuals, one per stage."""
+        raise NotImplementedError
+
+    def default_loss(self):
+        """The official loss of this backbone (used by `compile` when no loss is given)."""
+        return losses_lib.MinOverHeads("psnr")
+
+    # ---- forward ----------------------------------------------------------------------------
+    def _build_with_dummy_input(self):
+        """Creates every weight now, so `summary()`, `count_params()` and weight import work
+        right after construction."""
+        size = 2 * self.pad_multiple
+        self(ops.zeros((1, size, size, 3)))
+
+    def call(self, image):
+        if len(image.shape) != 4 or image.shape[-1] != 3:
+            raise ValueError(
+                f"{self.name} expects images of shape (batch, height, width, 3), NHWC RGB in "
+                f"[0, 1]; got shape {tuple(image.shape)}.")
+        height, width = ops.shape(image)[1], ops.shape(image)[2]
+        padded = self._pad(image, height, width)
+        residuals = self.restore(padded)
+        outputs = [self.head_output(residual[:, :height, :width], image)
+                   for residual in residuals]
+        if self.single_output:
+            outputs = [output[:, 0] for output in outputs]
+        if len(outputs) == 1:
+            return outputs[0]
+        if self.output_format == "dict":
+            return dict(zip(self.stage_names, outputs))
+        return outputs
+
+    def _pad(self, image, height, width):
+        multiple = self.pad_multiple
+        pad_h, pad_w = (-height) % multiple, (-width) % multiple
+        if isinstance(pad_h, int) and isinstance(pad_w, int) and pad_h == 0 and pad_w == 0:
+            return image
+        return ops.pad(image, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode=self.pad_mode)
+
+    def stage_outputs(self, outputs):
+        """The model's outputs as a list in `stage_names` order."""
+        if isinstance(outputs, dict):
+            return [outputs[name] for name in self.stage_names]
+        if isinstance(outputs, (list, tuple)):
+            return list(outputs)
+        return [outputs]
+
+    def final_output(self, outputs):
+        """The restored image from the model's outputs: (B, K', H, W, 3) or (B, H, W, 3)."""
+        return self.stage_outputs(outputs)[self.stage_names.index(self.final_stage)]
+
+    # ---- training ---------------------------------------------------------------------------
+    def official_optimizer(self, total_steps=None):
+        """This backbone's official optimiser and schedule (METHOD 5)."""
+        return optimizers.official_optimizer(self.recipe, total_steps)
+
+    def compile(self, optimizer="auto", loss="auto", metrics="auto", **kwargs):
+        """Like `keras.Model.compile`, with defaults from the official recipe.
+
+        optimizer "auto": the backbone's official optimiser at its peak learning rate (use
+            `official_optimizer(total_steps)` for the cosine schedule).
+        loss "auto" (or None): the backbone's official loss. Any loss is applied to every stage
+            and summed over stages.
+        metrics "auto": `MultiHeadPSNR` and `WinShare` on the final stage; a list of
+            `keras.metrics.Metric` taking (y_true, final-stage prediction) otherwise.
+        """
+        if optimizer == "auto":
+            optimizer = self.official_optimizer()
+        if loss in ("auto", None):
+            loss = self.default_loss()
+        elif isinstance(loss, str):
+            loss = losses_lib.MinOverHeads(loss)
+        if metrics in ("auto", None):
+            metrics = [metrics_lib.MultiHeadPSNR(self.num_outputs)]
+            if self.num_outputs > 1:
+                metrics.append(metrics_lib.WinShare(self.num_outputs))
+        super().compile(optimizer=optimizer, loss=None, metrics=None, **kwargs)
+        # Kept outside Keras' compiled loss/metrics: those want one loss per output and cannot
+        # flatten dict-valued metrics; here the loss sums over stages and metrics read the
+        # final stage.
+        self._set_untracked(restoration_loss=loss, restoration_metrics=list(metrics))
+        self._compile_config.config.update(loss=loss, metrics=list(metrics))
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        loss_fn = self.restoration_loss or self.default_loss()
+        total = None
+        for prediction in self.stage_outputs(y_pred):
+            stage_loss = loss_fn(y, prediction, sample_weight)
+            total = stage_loss if total is None else total + stage_loss
+        for extra in self.losses:
+            total = total + ops.sum(ops.cast(extra, total.dtype))
+        return total
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        final = self.final_output(y_pred)
+        for metric in self.restoration_metrics:
+            metric.update_state(y, final, sample_weight)
+        return self.get_metrics_result()
+
+    @property
+    def metrics(self):
+        return super().metrics + list(self.restoration_metrics)
+
+    def _set_untracked(self, **attributes):
+        # Keras would otherwise track these metrics as sublayer state and report them twice.
+        for name, value in attributes.items():
+            object.__setattr__(self, name, value)
+
+    # ---- config -----------------------------------------------------------------------------
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "heads": self.heads,
+            "combine_heads": self.combine_heads,
+            "selected_output": self.selected_output,
+            "output_format": self.output_format,
+        }

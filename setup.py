@@ -1,0 +1,35 @@
+"""keras_mhdeblur: multi-head image deblurring for Keras 3 (arXiv 2208.13029)."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+setup(
+    name="keras_mhdeblur",
+    version="0.1.0",
+    description="Multi-head (winner-takes-all) image deblurring for Keras 3: NAFNet, HINet, "
+    "Restormer and MPRNet, faithful to the official PyTorch code.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["keras_mhdeblur", "keras_mhdeblur.*"]),
+    install_requires=[
+        # TensorFlow is the default backend and the one tf.data and export use. The CPU wheel is
+        # enough for everything here; GPU users install `tensorflow[and-cuda]` of the same version.
+        "tensorflow-cpu==2.21.*",
+        "keras==3.15.*",
+        "numpy>=1.26,<3",
+        "pillow>=10",
+        "pyyaml>=6",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "jax[cpu]==0.10.*"],
+        "jax": ["jax[cpu]==0.10.*"],
+        "torch": ["torch==2.13.0"],
+        "litert": ["ai-edge-litert==2.3.*"],
+    },
+    entry_points={"console_scripts": ["mhdeblur=keras_mhdeblur.cli:main"]},
+)
