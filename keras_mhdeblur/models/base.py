@@ -95,7 +95,12 @@ class MultiHeadRestorationModel(keras.Model):
         pad_h, pad_w = (-height) % multiple, (-width) % multiple
         if isinstance(pad_h, int) and isinstance(pad_w, int) and pad_h == 0 and pad_w == 0:
             return image
-        return ops.pad(image, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode=self.pad_mode)
+        padded = ops.pad(image, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode=self.pad_mode)
+        if isinstance(pad_h, int) and isinstance(pad_w, int):
+            return padded
+        # Traced with a dynamic H or W (export), TF loses the static channel count through the
+        # pad; TFLite convolutions need it, so restate the shape.
+        return ops.reshape(padded, (-1, height + pad_h, width + pad_w, image.shape[-1]))
 
     def stage_outputs(self, outputs):
         """The model's outputs as a list in `stage_names` order."""
@@ -140,6 +145,14 @@ class MultiHeadRestorationModel(keras.Model):
         # final stage.
         self._set_untracked(restoration_loss=loss, restoration_metrics=list(metrics))
         self._compile_config.config.update(loss=loss, metrics=list(metrics))
+
+    def compile_from_config(self, config):
+        # Keras skips this for models with a custom compile(); ours takes the same arguments,
+        # so a loaded model resumes with its optimiser (and its state), loss and metrics.
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         loss_fn = self.restoration_loss or self.default_loss()

@@ -1,0 +1,91 @@
+import keras
+import numpy as np
+import pytest
+
+import keras_mhdeblur
+from helpers import assert_keras_round_trip, fixture_parity_error
+from keras_mhdeblur.models import NAFBlock
+
+TINY = dict(width=8, enc_blocks=(1, 1), middle_blocks=1, dec_blocks=(1, 1))
+
+
+@pytest.mark.parametrize("name", ["nafnet_single_w8", "nafnet_mh_w8_k4", "nafnet_mh_w8_k4_comb",
+                                  "nafnet_mh_tlc_w8"])
+def test_reproduces_official_fixture(name):
+    errors, _, _ = fixture_parity_error(name)
+    assert max(errors.values()) <= 1e-4, errors
+
+
+def test_tlc_matters_on_the_tlc_fixture():
+    """Without TLC the TLC fixture is not matched: the local pooling is really exercised."""
+    from helpers import load_fixture
+
+    metadata, state_dict, inputs, expected = load_fixture("nafnet_mh_tlc_w8")
+    kwargs = dict(metadata["constructor_kwargs"])
+    kwargs.pop("train_size")
+    model = keras_mhdeblur.from_official_config("MHNAFNet", **kwargs)
+    keras_mhdeblur.load_torch_weights(model, state_dict)
+    assert np.abs(np.asarray(model(inputs)) - expected["heads"]).max() > 1e-3
+
+
+@pytest.mark.parametrize("size", [(16, 16), (17, 23), (37, 51), (5, 3)])
+def test_any_input_size(size):
+    model = keras_mhdeblur.NAFNetMH(heads=3, combine_heads=True, **TINY)
+    image = np.random.default_rng(0).uniform(size=(2, *size, 3)).astype("float32")
+    out = np.asarray(model(image))
+    assert out.shape == (2, 6, *size, 3)
+    single = keras_mhdeblur.NAFNet(**TINY)
+    assert np.asarray(single(image)).shape == (2, *size, 3)
+
+
+def test_blocks_start_as_identity_and_heads_differ():
+    model = keras_mhdeblur.NAFNetMH(heads=4, combine_heads=False, **TINY)
+    blocks = [layer for layer in model._flatten_layers() if isinstance(layer, NAFBlock)]
+    assert blocks and all(not np.any(np.asarray(b.beta)) and not np.any(np.asarray(b.gamma))
+                          for b in blocks)
+    out = np.asarray(model(np.random.default_rng(0).uniform(size=(1, 16, 16, 3)).astype("float32")))
+    assert np.abs(out[0, 0] - out[0, 1]).max() > 1e-3  # random init breaks the symmetry
+
+
+def test_parameter_counts_of_the_official_configs():
+    assert keras_mhdeblur.NAFNet().count_params() == 17_111_907
+    assert keras_mhdeblur.NAFNetMH(heads=4).count_params() == 17_114_508
+    assert keras_mhdeblur.build_model("nafnet-w64", heads=1).count_params() == 67_888_835
+    assert keras_mhdeblur.build_model("nafnet-w64", heads=4).count_params() == 67_894_028
+
+
+def test_bad_arguments_raise_clear_errors():
+    with pytest.raises(ValueError, match="heads"):
+        keras_mhdeblur.NAFNetMH(heads=0, **TINY)
+    with pytest.raises(ValueError, match="SimpleGate"):
+        keras_mhdeblur.NAFNetMH(heads=2, width=3, enc_blocks=(1,), dec_blocks=(1,), dw_expand=1)
+    with pytest.raises(ValueError, match="width"):
+        keras_mhdeblur.NAFNetMH(heads=2, width=0)
+    model = keras_mhdeblur.NAFNetMH(heads=2, **TINY)
+    with pytest.raises(ValueError, match=r"\(batch, height, width, 3\)"):
+        model(np.zeros((16, 16, 3), "float32"))
+    with pytest.raises(ValueError, match=r"\(batch, height, width, 3\)"):
+        model(np.zeros((1, 16, 16, 4), "float32"))
+    with pytest.raises(ValueError, match="Unknown config"):
+        keras_mhdeblur.build_model("nafnet-w128")
+
+
+def test_keras_round_trip_keeps_config(tmp_path):
+    model = keras_mhdeblur.NAFNetMH(heads=3, combine_heads=True, tlc_train_size=(16, 16),
+                                    selected_output=4, **TINY)
+    image = np.random.default_rng(0).uniform(size=(1, 40, 48, 3)).astype("float32")
+    loaded = assert_keras_round_trip(model, image, tmp_path)
+    assert (loaded.heads, loaded.combine_heads, loaded.tlc_train_size, loaded.selected_output) == (
+        3, True, (16, 16), 4)
+
+
+def test_trained_model_round_trip_resumes_optimizer(tmp_path):
+    model = keras_mhdeblur.NAFNetMH(heads=2, **TINY)
+    model.compile(loss=keras_mhdeblur.MinOverHeads("l1"))
+    x = np.random.default_rng(0).uniform(size=(4, 16, 16, 3)).astype("float32")
+    model.fit(x, x, batch_size=2, epochs=1, verbose=0)
+    loaded = assert_keras_round_trip(model, x, tmp_path)
+    assert int(loaded.optimizer.iterations) == 2
+    assert loaded.restoration_loss.base == "l1"
+    loaded.fit(x, x, batch_size=2, epochs=1, verbose=0)
+    assert int(loaded.optimizer.iterations) == 4
