@@ -53,7 +53,10 @@ class MultiHeadRestorationModel(keras.Model):
             raise ValueError(
                 f"selected_output must be in [0, {self.num_outputs}), got {selected_output}")
         self.selected_output = None if selected_output is None else int(selected_output)
-        self.head_output = MultiHeadOutput(heads, self.combine_heads, name="head_output")
+        # Outputs are float32 under mixed precision: the loss and metrics compare them with
+        # 8-bit-accurate targets, which bfloat16's 8-bit mantissa cannot represent.
+        self.head_output = MultiHeadOutput(heads, self.combine_heads, name="head_output",
+                                           dtype="float32")
         self._set_untracked(restoration_loss=None, restoration_metrics=[])
 
     # ---- the part each backbone writes ----------------------------------------------------
@@ -64,6 +67,12 @@ class MultiHeadRestorationModel(keras.Model):
     def default_loss(self):
         """The official loss of this backbone (used by `compile` when no loss is given)."""
         return losses_lib.MinOverHeads("psnr")
+
+    @property
+    def input_dtype(self):
+        # Images stay float32 until the first convolution casts them, so that under mixed
+        # precision the global residual adds the exact input.
+        return "float32"
 
     # ---- forward ----------------------------------------------------------------------------
     def _build_with_dummy_input(self):

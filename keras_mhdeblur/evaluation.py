@@ -1,0 +1,119 @@
+"""Evaluation exactly as the official code computes it (METHOD 6.1).
+
+Outputs are clamped to [0, 1], scaled to 255 and rounded to 8 bits; PSNR is over all pixels and
+the three channels; SSIM is NAFNet's "ssim3d": the SSIM map under an 11x11x11 Gaussian
+(sigma 1.5) over the (H, W, C) volume with replicate padding, averaged. It is not the per-channel
+MATLAB/skimage SSIM: numbers are comparable with the official repos, not with papers that used
+MATLAB.
+
+Reading results: per output (the mean over images of each output), best overall (per image the
+best output, then the mean: an oracle), worst (per image the worst), and best single head (the one
+output index with the best mean; choose it on a validation split, then report it on test).
+"""
+
+import math
+
+import numpy as np
+
+
+def to_uint8(image):
+    """float image in [0, 1] -> uint8, clamped and rounded like the official tensor2img."""
+    return np.round(np.clip(np.asarray(image, np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def psnr_uint8(image, reference):
+    """PSNR (dB) of two uint8 images (any shape), float64, 20 log10(255 / RMSE); inf if equal."""
+    mse = np.mean((image.astype(np.float64) - reference.astype(np.float64)) ** 2)
+    return math.inf if mse == 0 else 20.0 * math.log10(255.0 / math.sqrt(mse))
+
+
+def _gaussian_1d(size=11, sigma=1.5):
+    offsets = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    weights = np.exp(-(offsets ** 2) / (2 * sigma * sigma))
+    return weights / weights.sum()
+
+
+def _gaussian_filter_3d(volume, weights):
+    """Separable 'same' Gaussian filter over every axis of (H, W, C), replicate padding."""
+    radius = len(weights) // 2
+    for axis in range(volume.ndim):
+        pad = [(0, 0)] * volume.ndim
+        pad[axis] = (radius, radius)
+        padded = np.pad(volume, pad, mode="edge")
+        length = volume.shape[axis]
+        filtered = np.zeros_like(volume)
+        for offset, weight in enumerate(weights):
+            filtered += weight * np.take(padded, np.arange(offset, offset + length), axis=axis)
+        volume = filtered
+    return volume
+
+
+def ssim3d_uint8(image, reference):
+    """NAFNet's 3-D SSIM of two uint8 (H, W, 3) images."""
+    if image.shape != reference.shape or image.ndim != 3:
+        raise ValueError(f"ssim3d needs two (H, W, C) images of one shape, got {image.shape} and "
+                         f"{reference.shape}")
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    x, y = image.astype(np.float64), reference.astype(np.float64)
+    weights = _gaussian_1d()
+    mu_x, mu_y = _gaussian_filter_3d(x, weights), _gaussian_filter_3d(y, weights)
+    sigma_x = _gaussian_filter_3d(x * x, weights) - mu_x ** 2
+    sigma_y = _gaussian_filter_3d(y * y, weights) - mu_y ** 2
+    sigma_xy = _gaussian_filter_3d(x * y, weights) - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)) / (
+        (mu_x ** 2 + mu_y ** 2 + c1) * (sigma_x + sigma_y + c2))
+    return float(ssim_map.mean())
+
+
+class MultiHeadEvaluation:
+    """Accumulates per-image, per-output PSNR/SSIM and reads them as the paper does.
+
+        evaluation = MultiHeadEvaluation(compute_ssim=True)
+        for name, outputs, sharp in ...:        # outputs (K', H, W, 3) or (H, W, 3) in [0, 1]
+            evaluation.add(outputs, sharp, name)
+        evaluation.summary()                    # dict, keys as in `summary`
+    """
+
+    def __init__(self, compute_ssim=True):
+        self.compute_ssim = compute_ssim
+        self.names, self.psnr, self.ssim = [], [], []
+
+    def add(self, outputs, reference, name=None):
+        outputs = np.asarray(outputs)
+        if outputs.ndim == 3:
+            outputs = outputs[None]
+        reference = to_uint8(reference)
+        if outputs.shape[1:] != reference.shape:
+            raise ValueError(f"{name or 'image'}: outputs {outputs.shape[1:]} and reference "
+                             f"{reference.shape} differ in size")
+        restored = [to_uint8(output) for output in outputs]
+        self.psnr.append([psnr_uint8(image, reference) for image in restored])
+        if self.compute_ssim:
+            self.ssim.append([ssim3d_uint8(image, reference) for image in restored])
+        self.names.append(name)
+        return self.psnr[-1], (self.ssim[-1] if self.compute_ssim else None)
+
+    def summary(self):
+        """per_output_psnr / per_output_ssim: mean over images of each output; best_overall_*:
+        mean of the per-image max (an oracle); worst_psnr: mean of the per-image min;
+        best_single_head: the output with the best mean PSNR, and its PSNR."""
+        if not self.psnr:
+            raise ValueError("No images were evaluated")
+        psnr = np.array(self.psnr)
+        per_output = psnr.mean(axis=0)
+        result = {
+            "num_images": len(self.psnr),
+            "num_outputs": int(psnr.shape[1]),
+            "per_output_psnr": per_output.tolist(),
+            "best_overall_psnr": float(psnr.max(axis=1).mean()),
+            "worst_psnr": float(psnr.min(axis=1).mean()),
+            "best_single_head": int(per_output.argmax()),
+            "best_single_head_psnr": float(per_output.max()),
+            "wins_psnr": np.bincount(psnr.argmax(axis=1), minlength=psnr.shape[1]).tolist(),
+        }
+        if self.compute_ssim:
+            ssim = np.array(self.ssim)
+            result.update(per_output_ssim=ssim.mean(axis=0).tolist(),
+                          best_overall_ssim=float(ssim.max(axis=1).mean()),
+                          worst_ssim=float(ssim.min(axis=1).mean()))
+        return result
