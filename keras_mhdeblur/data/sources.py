@@ -1,0 +1,195 @@
+"""Sharp images for synthetic blur: the built-in offline source and a user's folder.
+
+A source hands out sharp sRGB regions, (height, width, 3) uint8, chosen by (seed, index) alone, so a
+synthetic stream is reproducible and can be generated in any order by any number of workers.
+
+- `BuiltinSource`: procedurally drawn dead-leaves images (`dead_leaves.py`), plus the sample
+  photographs bundled inside scikit-image's wheel (read from its package folder; nothing is ever
+  downloaded). Without scikit-image it uses dead leaves only.
+- `FolderSource`: the images in a folder (checked up front); each image gives several crops in a
+  row so that large photos are decoded once per run of crops.
+"""
+
+import importlib.util
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from keras_mhdeblur.data.dead_leaves import dead_leaves_image
+from keras_mhdeblur.data.datasets import list_images
+from keras_mhdeblur.data.io import DataError, inspect_image, read_image_array
+
+# Colour photographs that scikit-image ships inside its package (not the ones it downloads).
+SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
+                  "hubble_deep_field.jpg")
+# Tags that keep the random streams of different purposes apart for the same (seed, index).
+_STREAM_REGION, _STREAM_IMAGE_CHOICE, _STREAM_POOL = 2, 4, 6
+
+
+def bundled_photo_paths():
+    """Paths of the `SKIMAGE_PHOTOS` present in the installed scikit-image (none if not installed).
+
+    Looks in the package folder without importing scikit-image, so nothing can trigger a download.
+    """
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    folder = Path(list(spec.submodule_search_locations)[0]) / "data"
+    return [folder / name for name in SKIMAGE_PHOTOS if (folder / name).is_file()]
+
+
+def random_region(image, rng, height, width):
+    """A random (height, width) region of `image` in one of the 8 dihedral states.
+
+    Images smaller than the region are mirrored at their borders to make up the size.
+
+    Args:
+        image: (H, W, 3) array.
+        rng: np.random.Generator.
+    Returns:
+        (height, width, 3) array of the image's dtype.
+    """
+    state = int(rng.integers(0, 8))
+    crop_h, crop_w = (width, height) if state & 4 else (height, width)  # transposed below
+    pad_h, pad_w = max(0, crop_h - image.shape[0]), max(0, crop_w - image.shape[1])
+    if pad_h or pad_w:
+        pads = ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0))
+        image = np.pad(image, pads, mode="symmetric")
+    top = int(rng.integers(0, image.shape[0] - crop_h + 1))
+    left = int(rng.integers(0, image.shape[1] - crop_w + 1))
+    region = image[top:top + crop_h, left:left + crop_w]
+    if state & 4:
+        region = np.swapaxes(region, 0, 1)
+    if state & 1:
+        region = region[:, ::-1]
+    if state & 2:
+        region = region[::-1]
+    return np.ascontiguousarray(region)
+
+
+def _downscale(image, scale):
+    if scale == 1.0:
+        return image
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
+
+
+class BuiltinSource:
+    """Dead-leaves images and scikit-image's bundled photographs, needing no download.
+
+    Args:
+        seed: seeds the dead-leaves images (different seeds, different images).
+        dead_leaves_count: number of dead-leaves images in the pool.
+        dead_leaves_size: their side in pixels; None for twice the largest region asked for
+            (at least 256).
+        photos: also use the bundled photographs when scikit-image is installed.
+        photo_scales: each photo is also used downscaled by these factors (downscaling keeps
+            it sharp; upscaling would not), where the result still covers the region asked for.
+        photo_share: probability that a region comes from a photo rather than dead leaves.
+    """
+
+    def __init__(self, seed=0, dead_leaves_count=8, dead_leaves_size=None, photos=True,
+                 photo_scales=(1.0, 0.75, 0.5), photo_share=0.5):
+        self.seed = int(seed)
+        self.dead_leaves_count = int(dead_leaves_count)
+        self.dead_leaves_size = dead_leaves_size
+        self.photo_paths = bundled_photo_paths() if photos else []
+        self.photo_scales = tuple(photo_scales)
+        self.photo_share = float(photo_share) if self.photo_paths else 0.0
+        self._dead_leaves = []
+        self._photos = None
+        self._lock = threading.Lock()
+
+    def _dead_leaves_pool(self, height, width):
+        with self._lock:
+            wanted = self.dead_leaves_size or max(256, 2 * max(height, width))
+            size = max(int(wanted), height, width)
+            if not self._dead_leaves or self._dead_leaves[0].shape[0] < max(height, width):
+                self._dead_leaves = [
+                    dead_leaves_image(np.random.default_rng([self.seed, i, _STREAM_POOL]), size, size)
+                    for i in range(self.dead_leaves_count)
+                ]
+            return self._dead_leaves
+
+    def _photo_pool(self):
+        with self._lock:
+            if self._photos is None:
+                photos = [read_image_array(path) for path in self.photo_paths]
+                self._photos = [[_downscale(photo, scale) for scale in self.photo_scales]
+                                for photo in photos]
+            return self._photos
+
+    def region(self, seed, index, height, width):
+        """The sharp region for stream pair `index`: (height, width, 3) uint8 sRGB."""
+        rng = np.random.default_rng([seed, index, _STREAM_REGION])
+        if rng.random() < self.photo_share:
+            photo = self._photo_pool()[int(rng.integers(0, len(self.photo_paths)))]
+            large_enough = [image for image in photo if min(image.shape[:2]) >= max(height, width)]
+            pool = large_enough or [max(photo, key=lambda image: image.size)]
+        else:
+            pool = self._dead_leaves_pool(height, width)
+        return random_region(pool[int(rng.integers(0, len(pool)))], rng, height, width)
+
+
+class FolderSource:
+    """Sharp images from a folder (e.g. DIV2K, your own photos), checked up front.
+
+    Args:
+        folder: folder of images (png, jpg, ...); see `io.py` for the conversions.
+        recursive: also use images in sub-folders.
+        crops_per_image: consecutive stream pairs that share one image (decoded once).
+        scales: downscaling factors drawn per crop (1.0 = as is).
+        cached_images: decoded images kept in memory.
+        verify: run Pillow's integrity check on every file.
+
+    Raises:
+        DataError: the folder is missing, holds no images, or some files are unreadable.
+    """
+
+    def __init__(self, folder, recursive=True, crops_per_image=8, scales=(1.0,), cached_images=8,
+                 verify=True):
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise DataError(f"{folder}: source folder not found")
+        self.paths = list(list_images(folder, recursive).values())
+        if not self.paths:
+            raise DataError(f"{folder}: no images found for the synthetic-blur source")
+        problems = []
+        for path in self.paths:
+            try:
+                inspect_image(path, verify)
+            except DataError as error:
+                problems.append(str(error))
+        if problems:
+            listed = "\n  ".join(problems[:20])
+            raise DataError(f"{len(problems)} unreadable source image(s):\n  {listed}")
+        self.crops_per_image = max(1, int(crops_per_image))
+        self.scales = tuple(scales)
+        self._cache = OrderedDict()
+        self._cached_images = max(1, int(cached_images))
+        self._lock = threading.Lock()
+
+    def _image(self, number, scale):
+        key = (number, scale)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        image = _downscale(read_image_array(self.paths[number]), scale)
+        with self._lock:
+            self._cache[key] = image
+            while len(self._cache) > self._cached_images:
+                self._cache.popitem(last=False)
+        return image
+
+    def region(self, seed, index, height, width):
+        """The sharp region for stream pair `index`: (height, width, 3) uint8 sRGB."""
+        run = index // self.crops_per_image
+        choice = np.random.default_rng([seed, run, _STREAM_IMAGE_CHOICE])
+        number = int(choice.integers(0, len(self.paths)))
+        rng = np.random.default_rng([seed, index, _STREAM_REGION])
+        scale = self.scales[int(rng.integers(0, len(self.scales)))]
+        return random_region(self._image(number, scale), rng, height, width)

@@ -1,0 +1,152 @@
+"""Synthetic GoPro-style blur: trajectories, linear-light averaging, labels, sources, streams."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_mhdeblur.data import (BlurSettings, BuiltinSource, DataError, FolderSource, SyntheticPairs,
+                                 dead_leaves_image, linear_to_srgb, make_synthetic_set, random_camera_trajectory,
+                                 srgb_to_linear, synthesize_blur)
+from keras_mhdeblur.data import sources
+
+SIZE = (48, 64)
+
+
+@pytest.fixture(scope="module")
+def small_source():
+    """Built-in source with a small dead-leaves pool, so tests stay fast."""
+    return BuiltinSource(seed=0, dead_leaves_count=2, dead_leaves_size=128, photo_scales=(0.25,))
+
+
+def gradient_energy(image):
+    return np.mean(np.diff(image, axis=0) ** 2) + np.mean(np.diff(image, axis=1) ** 2)
+
+
+def test_srgb_curves_are_exact_and_invert():
+    np.testing.assert_allclose(srgb_to_linear([0.0, 0.04045, 0.5, 1.0]), [0.0, 0.04045 / 12.92, 0.21404114, 1.0],
+                               rtol=1e-5)
+    values = np.linspace(0, 1, 1001, dtype=np.float32)
+    np.testing.assert_allclose(linear_to_srgb(srgb_to_linear(values)), values, atol=2e-6)
+
+
+def test_trajectory_has_the_asked_length_and_rotation_range():
+    rng = np.random.default_rng(0)
+    shifts, angles = random_camera_trajectory(rng, 400, length=10.0, rotation=0.02)
+    assert shifts.shape == (400, 2) and angles.shape == (400,)
+    travelled = np.sum(np.linalg.norm(np.diff(shifts, axis=0), axis=1))
+    assert 9.0 < travelled <= 10.0 + 1e-9  # sampling the path can only cut corners
+    assert np.ptp(angles) == pytest.approx(0.02, rel=0.05)
+    steps = np.linalg.norm(np.diff(shifts, axis=0), axis=1)
+    assert steps.max() > 1.5 * steps.min()  # non-uniform speed
+    still, _ = random_camera_trajectory(rng, 9, length=0.0, rotation=0.0)
+    assert not still.any()
+
+
+def test_blur_is_an_average_of_subframes_in_linear_light_and_the_label_is_one_of_them(small_source):
+    image = dead_leaves_image(np.random.default_rng(1), 96, 112)
+    settings = BlurSettings(blur_extent=(0.1, 0.2))
+    pair = synthesize_blur(image, 3, settings, output_size=SIZE, return_subframes=True)
+    count = len(pair.subframes)
+    assert 9 <= count <= 15 and pair.subframes.shape == (count, *SIZE, 3)
+    assert pair.label_index == count // 2
+    np.testing.assert_array_equal(pair.subframes[pair.label_index], pair.sharp)
+    # The label pose is the reference: the sharp image is the source's centre crop (up to sRGB round trip).
+    top, left = (96 - SIZE[0]) // 2, (112 - SIZE[1]) // 2
+    np.testing.assert_allclose(pair.sharp, image[top:top + SIZE[0], left:left + SIZE[1]] / 255, atol=1e-5)
+    expected = linear_to_srgb(srgb_to_linear(pair.subframes).mean(axis=0))
+    np.testing.assert_allclose(pair.blurry, expected, atol=1e-5)
+    assert not np.allclose(pair.blurry, pair.sharp, atol=0.02)
+    assert gradient_energy(pair.blurry) < 0.8 * gradient_energy(pair.sharp)
+    assert pair.blurry.dtype == pair.sharp.dtype == np.float32 and pair.blurry.shape == (*SIZE, 3)
+
+
+def test_random_label_picks_various_subframes(small_source):
+    stream = SyntheticPairs(SIZE, seed=0, source=small_source, label="random")
+    picks = set()
+    for index in range(12):
+        pair = stream.pair(index, return_subframes=True)
+        np.testing.assert_array_equal(pair.subframes[pair.label_index], pair.sharp)
+        picks.add(pair.label_index)
+    assert len(picks) > 3
+    with pytest.raises(ValueError, match="label"):
+        BlurSettings(label="first")
+    with pytest.raises(ValueError, match="num_subframes"):
+        BlurSettings(num_subframes=(0, 3))
+
+
+def test_streams_are_reproducible_and_seeds_differ(small_source):
+    first = SyntheticPairs(SIZE, seed=4, source=small_source)
+    again = SyntheticPairs(SIZE, seed=4, source=BuiltinSource(0, 2, 128, photo_scales=(0.25,)))
+    for index in (0, 5):
+        for a, b in zip(first.pair(index)[:2], again.pair(index)[:2]):
+            np.testing.assert_array_equal(a, b)
+    other = SyntheticPairs(SIZE, seed=5, source=small_source)
+    assert not np.array_equal(first.pair(0).sharp, other.pair(0).sharp)
+    blurry, sharp = first.arrays(3, start_index=4, workers=2)
+    assert blurry.shape == sharp.shape == (3, *SIZE, 3)
+    np.testing.assert_array_equal(blurry[1], first.pair(5).blurry)
+    iterated = next(iter(first))
+    np.testing.assert_array_equal(iterated[0], first.pair(0).blurry)
+
+
+def test_noise_and_jpeg_change_only_the_blurry_image(small_source):
+    clean = SyntheticPairs(SIZE, seed=2, source=small_source).pair(0)
+    noisy = SyntheticPairs(SIZE, seed=2, source=small_source, noise_sigma=(0.02, 0.03), jpeg_quality=(60, 80)).pair(0)
+    np.testing.assert_array_equal(clean.sharp, noisy.sharp)
+    difference = noisy.blurry - clean.blurry
+    assert 0.01 < difference.std() < 0.06
+
+
+def test_tf_dataset_and_py_dataset_give_stream_batches(small_source):
+    stream = SyntheticPairs((16, 16), seed=0, source=small_source, num_subframes=3)
+    blurry, sharp = next(iter(stream.tf_dataset(batch_size=2, num_parallel_calls=2)))
+    assert blurry.shape == sharp.shape == (2, 16, 16, 3)
+    np.testing.assert_array_equal(blurry.numpy()[1], stream.pair(1).blurry)
+    finite = list(stream.tf_dataset(batch_size=2, start_index=3, count=3))
+    assert [b.shape[0] for b, _ in finite] == [2, 1]
+    dataset = stream.py_dataset(batch_size=2, steps_per_epoch=3)
+    assert len(dataset) == 3
+    np.testing.assert_array_equal(dataset[2][1][0], stream.pair(4).sharp)
+    dataset.on_epoch_end()
+    np.testing.assert_array_equal(dataset[0][0][0], stream.pair(6).blurry)
+
+
+def test_held_out_set_is_fixed():
+    first = make_synthetic_set(2, (16, 24), seed=9, source=BuiltinSource(9, 1, 64, photos=False))
+    second = make_synthetic_set(2, (16, 24), seed=9, source=BuiltinSource(9, 1, 64, photos=False))
+    assert first[0].shape == (2, 16, 24, 3)
+    np.testing.assert_array_equal(first[0], second[0])
+
+
+def test_dead_leaves_images_are_seeded_varied_rgb():
+    image = dead_leaves_image(np.random.default_rng(0), 40, 56)
+    assert image.shape == (40, 56, 3) and image.dtype == np.uint8
+    np.testing.assert_array_equal(image, dead_leaves_image(np.random.default_rng(0), 40, 56))
+    assert image.std() > 10 and len(np.unique(image.reshape(-1, 3), axis=0)) > 50
+    assert not np.array_equal(image, dead_leaves_image(np.random.default_rng(1), 40, 56))
+
+
+def test_bundled_photos_are_read_from_the_package_and_optional(monkeypatch):
+    paths = sources.bundled_photo_paths()
+    assert all(path.is_file() and path.parent.name == "data" for path in paths)
+    monkeypatch.setattr(sources.importlib.util, "find_spec", lambda name: None)
+    assert sources.bundled_photo_paths() == []
+    source = BuiltinSource(seed=0, dead_leaves_count=1, dead_leaves_size=64)
+    assert source.photo_share == 0.0
+    assert source.region(0, 0, 20, 30).shape == (20, 30, 3)
+
+
+def test_folder_source_uses_the_folders_images_and_checks_them(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.jpg"):
+        Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(tmp_path / name)
+    stream = SyntheticPairs((16, 16), seed=0, source=str(tmp_path), num_subframes=3)
+    assert stream.pair(0).blurry.shape == (16, 16, 3)
+    (tmp_path / "c.png").write_bytes(b"not an image")
+    with pytest.raises(DataError, match=r"c\.png: cannot be read"):
+        FolderSource(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no images found"):
+        FolderSource(tmp_path / "empty", recursive=False)
+    with pytest.raises(DataError, match="not found"):
+        FolderSource(tmp_path / "missing")
