@@ -5,8 +5,9 @@ from keras_mhdeblur import heads, layers, losses, metrics
 from keras_mhdeblur.heads import MultiHeadOutput, combination_matrix, num_outputs, output_pairs
 from keras_mhdeblur.losses import MinOverHeads, MultiHeadPSNRLoss
 from keras_mhdeblur.metrics import MultiHeadPSNR, WinShare
-from keras_mhdeblur.models import (NAMED_CONFIGS, MultiHeadRestorationModel, NAFNet, NAFNetMH,
-                                   build_model)
+from keras_mhdeblur.models import (NAMED_CONFIGS, HINet, HINetMH, MPRNet, MPRNetMH,
+                                   MultiHeadRestorationModel, NAFNet, NAFNetMH, Restormer,
+                                   RestormerMH, build_model)
 from keras_mhdeblur.optimizers import official_optimizer, official_schedule
 
 __version__ = "0.1.0"

@@ -43,7 +43,58 @@ def charbonnier_error(y_true, y_pred, epsilon=1e-3):
     return _per_output_mean(ops.sqrt(ops.square(diff) + epsilon * epsilon))
 
 
-BASE_ERRORS = {"psnr": psnr_error, "l1": l1_error, "charbonnier": charbonnier_error}
+# MPRNet's edge loss (METHOD 4): Laplacian-pyramid detail x - G(U(D(G(x)))) with a 5x5 Gaussian.
+_GAUSSIAN_TAPS = (0.05, 0.25, 0.4, 0.25, 0.05)
+
+
+def _edge_pad(x, pad):
+    """Replicate ("edge") padding of H and W; ops.pad has no such mode on every backend."""
+    x = ops.concatenate([x[:, :1]] * pad + [x] + [x[:, -1:]] * pad, axis=1)
+    return ops.concatenate([x[:, :, :1]] * pad + [x] + [x[:, :, -1:]] * pad, axis=2)
+
+
+def _gaussian_blur(x):
+    taps = ops.convert_to_tensor(_GAUSSIAN_TAPS, dtype=x.dtype)
+    kernel = ops.tile(ops.outer(taps, taps)[:, :, None, None], (1, 1, x.shape[-1], 1))
+    return ops.depthwise_conv(_edge_pad(x, 2), kernel, strides=1, padding="valid")
+
+
+def _zero_insert(x, height, width):
+    """(N, h, w, C) -> (N, height, width, C) with x at the even pixels and zeros elsewhere."""
+    n, h, w, c = ops.shape(x)[0], ops.shape(x)[1], ops.shape(x)[2], x.shape[-1]
+    x = ops.reshape(ops.stack([x, ops.zeros_like(x)], axis=2), (n, 2 * h, w, c))
+    x = ops.reshape(ops.stack([x, ops.zeros_like(x)], axis=3), (n, 2 * h, 2 * w, c))
+    return x[:, :height, :width]
+
+
+def laplacian_detail(images):
+    """(N, H, W, C) -> (N, H, W, C): x - G(4 * zero_insert(G(x)[::2, ::2])), G the 5x5
+    Gaussian outer([.05, .25, .4, .25, .05]) with replicate padding 2 (MPRNet's EdgeLoss)."""
+    height, width = ops.shape(images)[1], ops.shape(images)[2]
+    down = _gaussian_blur(images)[:, ::2, ::2]
+    return images - _gaussian_blur(4.0 * _zero_insert(down, height, width))
+
+
+@keras.saving.register_keras_serializable(package="keras_mhdeblur")
+def edge_error(y_true, y_pred, epsilon=1e-3):
+    """MPRNet's edge loss per output: mean sqrt(e^2 + eps^2) with e = lap(pred) - lap(gt)
+    (eps 1e-3, so its floor is 1e-3 when pred == gt). Returns (B, K')."""
+    # lap is linear, so lap(pred) - lap(gt) = lap(pred - gt): one pyramid instead of two.
+    diff = y_pred - y_true[:, None]
+    shape = ops.shape(diff)
+    detail = laplacian_detail(ops.reshape(diff, (-1, shape[2], shape[3], diff.shape[-1])))
+    error = ops.mean(ops.sqrt(ops.square(detail) + epsilon * epsilon), axis=(1, 2, 3))
+    return ops.reshape(error, (shape[0], shape[1]))
+
+
+@keras.saving.register_keras_serializable(package="keras_mhdeblur")
+def mprnet_error(y_true, y_pred):
+    """MPRNet's multi-head loss per output: Charbonnier + 0.05 * edge. Returns (B, K')."""
+    return charbonnier_error(y_true, y_pred) + 0.05 * edge_error(y_true, y_pred)
+
+
+BASE_ERRORS = {"psnr": psnr_error, "l1": l1_error, "charbonnier": charbonnier_error,
+               "edge": edge_error, "mprnet": mprnet_error}
 
 
 def register_base_error(name, function):
@@ -56,7 +107,8 @@ class MinOverHeads(keras.losses.Loss):
     """Winner-takes-all: per sample, the error of the best output; then the batch mean.
 
     Args:
-        base: "psnr" (the official MultiHeadPSNRLoss), "l1", "charbonnier", a name added with
+        base: "psnr" (the official MultiHeadPSNRLoss), "l1", "charbonnier", "edge", "mprnet"
+            (MPRNet's Charbonnier + 0.05 * edge), a name added with
             `register_base_error`, or a callable `(y_true, y_pred) -> (B, K')` per-output error.
         weight: multiplies the loss (the official `loss_weight`; 0.5 per stage for HINet).
     """

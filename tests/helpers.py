@@ -74,3 +74,23 @@ def run_python(code, backend="tensorflow", timeout=600, extra_env=None):
             f"subprocess ({backend}) failed with {result.returncode}:\n{result.stdout}\n"
             f"{result.stderr[-6000:]}")
     return result.stdout
+
+
+def short_fit_losses(code, backend):
+    """Runs `code`, which must leave `losses` (a short fit's per-epoch losses), on `backend`:
+    in this process when it is this process's backend, else in a fresh one (`run_python`).
+    Returns (first loss, last loss)."""
+    if backend == keras.backend.backend():
+        namespace = {}
+        exec(textwrap.dedent(code), namespace)
+        losses = namespace["losses"]
+        return float(losses[0]), float(losses[-1])
+    output = run_python(code + '\nprint("LOSSES", losses[0], losses[-1])\n', backend=backend)
+    line = next(line for line in output.splitlines() if line.startswith("LOSSES"))
+    first, last = line.split()[1:]
+    return float(first), float(last)
+
+
+def random_images(shape, seed=0):
+    """Uniform [0, 1) float32 images of `shape` (NHWC), reproducible by `seed`."""
+    return np.random.default_rng(seed).uniform(0, 1, shape).astype("float32")

@@ -7,7 +7,8 @@ them, so an official checkpoint's architecture is one call away.
 
 from pathlib import Path
 
-from keras_mhdeblur.models import NAFNet, NAFNetMH
+from keras_mhdeblur.models import (HINet, HINetMH, MPRNet, MPRNetMH, NAFNet, NAFNetMH, Restormer,
+                                   RestormerMH)
 
 OFFICIAL_BUILDERS = {}
 
@@ -64,6 +65,70 @@ def _build_nafnet(official_class, **kwargs):
         return NAFNetMH(heads=int(args.get("n_heads", 4)),
                         combine_heads=bool(args.get("combinate_heads", False)), **common)
     return NAFNet(**common)
+
+
+@register_official_class("Restormer", "MHRestormer")
+def _build_restormer(official_class, **kwargs):
+    known = ["inp_channels", "out_channels", "dim", "num_blocks", "num_refinement_blocks",
+             "heads", "ffn_expansion_factor", "bias", "LayerNorm_type", "dual_pixel_task",
+             "n_heads", "combinate_heads"]
+    args = _take(kwargs, official_class, known)
+    _check_image_channels(official_class, args.get("inp_channels", 3))
+    _check_image_channels(official_class, args.get("out_channels", 3))
+    if args.get("dual_pixel_task"):
+        raise ValueError(f"{official_class}: dual_pixel_task=True (defocus deblurring from dual "
+                         "pixels) is not supported; only single-image deblurring is")
+    # Official `heads` are the attention heads per level; the output heads are `n_heads`.
+    common = dict(dim=args.get("dim", 48), num_blocks=tuple(args.get("num_blocks", (4, 6, 6, 8))),
+                  num_refinement_blocks=args.get("num_refinement_blocks", 4),
+                  attention_heads=tuple(args.get("heads", (1, 2, 4, 8))),
+                  ffn_expansion_factor=args.get("ffn_expansion_factor", 2.66),
+                  bias=bool(args.get("bias", False)),
+                  layer_norm_type=args.get("LayerNorm_type", "WithBias"))
+    if official_class.startswith("MH"):
+        return RestormerMH(heads=int(args.get("n_heads", 4)),
+                           combine_heads=bool(args.get("combinate_heads", False)), **common)
+    return Restormer(**common)
+
+
+@register_official_class("HINet", "HINetLocal", "MHHINet", "MHHINetLocal")
+def _build_hinet(official_class, **kwargs):
+    known = ["in_chn", "wf", "depth", "relu_slope", "hin_position_left", "hin_position_right",
+             "n_heads", "combinate_heads", "train_size", "fast_imp"]
+    args = _take(kwargs, official_class, known)
+    _check_image_channels(official_class, args.get("in_chn", 3))
+    # HINet has no global pooling, so the TLC "Local" classes are the same network and their
+    # train_size / fast_imp change nothing.
+    if not official_class.endswith("Local") and ("train_size" in args or "fast_imp" in args):
+        raise ValueError(f"{official_class}: train_size and fast_imp belong to {official_class}"
+                         "Local")
+    # The official constructor's defaults (the GoPro config passes hin_position_left 3).
+    common = dict(width=args.get("wf", 64), depth=args.get("depth", 5),
+                  relu_slope=args.get("relu_slope", 0.2),
+                  hin_position_left=args.get("hin_position_left", 0),
+                  hin_position_right=args.get("hin_position_right", 4))
+    if official_class.startswith("MH"):
+        return HINetMH(heads=int(args.get("n_heads", 4)),
+                       combine_heads=bool(args.get("combinate_heads", False)), **common)
+    return HINet(**common)
+
+
+@register_official_class("MPRNet", "MHMPRNet")
+def _build_mprnet(official_class, **kwargs):
+    known = ["in_c", "out_c", "n_feat", "scale_unetfeats", "scale_orsnetfeats", "num_cab",
+             "kernel_size", "reduction", "bias", "n_heads", "combinate_heads"]
+    args = _take(kwargs, official_class, known)
+    _check_image_channels(official_class, args.get("in_c", 3))
+    _check_image_channels(official_class, args.get("out_c", 3))
+    common = dict(width=args.get("n_feat", 96), unet_growth=args.get("scale_unetfeats", 48),
+                  orsnet_growth=args.get("scale_orsnetfeats", 32),
+                  num_cab=args.get("num_cab", 8), kernel_size=args.get("kernel_size", 3),
+                  reduction=args.get("reduction", 4), use_bias=bool(args.get("bias", False)))
+    if official_class.startswith("MH"):
+        # The official multi-head MPRNet is always trained with K = 4 and combination.
+        return MPRNetMH(heads=int(args.get("n_heads", 4)),
+                        combine_heads=bool(args.get("combinate_heads", True)), **common)
+    return MPRNet(**common)
 
 
 def from_official_config(official_class, **constructor_kwargs):

@@ -161,7 +161,8 @@ def load_torch_weights(model, state_dict, from_single_head=False, perturbation=1
                 shown = "\n    ".join(names[:20])
                 more = f"\n    ... and {len(names) - 20} more" if len(names) > 20 else ""
                 lines.append(f"  {title} ({len(names)}):\n    {shown}{more}")
-        if any("ending" in n or "conv2" in n for n in mis_shaped) and not from_single_head:
+        image_outputs = ("ending", "conv2", "output.")  # layers that write the 3K image channels
+        if any(key in n for n in mis_shaped for key in image_outputs) and not from_single_head:
             lines.append("  (a single-head checkpoint for a multi-head model? pass "
                          "from_single_head=True)")
         raise WeightImportError("\n".join(lines))

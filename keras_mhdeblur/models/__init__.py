@@ -1,12 +1,18 @@
 """Backbones in multi-head and single-head form, and named configurations."""
 
 from keras_mhdeblur.models.base import MultiHeadRestorationModel
+from keras_mhdeblur.models.hinet import HINet, HINetMH
+from keras_mhdeblur.models.mprnet import MPRNet, MPRNetMH
 from keras_mhdeblur.models.nafnet import NAFBlock, NAFNet, NAFNetMH
+from keras_mhdeblur.models.restormer import Restormer, RestormerBlock, RestormerMH
 
 # Named configurations: name -> (multi-head class, single-head class, constructor arguments).
 NAMED_CONFIGS = {
     "nafnet-w32": (NAFNetMH, NAFNet, dict(width=32)),
     "nafnet-w64": (NAFNetMH, NAFNet, dict(width=64)),
+    "hinet": (HINetMH, HINet, dict()),
+    "mprnet": (MPRNetMH, MPRNet, dict()),
+    "restormer": (RestormerMH, Restormer, dict()),
 }
 
 

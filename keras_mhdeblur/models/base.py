@@ -104,12 +104,17 @@ class MultiHeadRestorationModel(keras.Model):
         pad_h, pad_w = (-height) % multiple, (-width) % multiple
         if isinstance(pad_h, int) and isinstance(pad_w, int) and pad_h == 0 and pad_w == 0:
             return image
-        padded = ops.pad(image, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode=self.pad_mode)
-        if isinstance(pad_h, int) and isinstance(pad_w, int):
+        mode = self.pad_mode
+        static = isinstance(pad_h, int) and isinstance(pad_w, int)
+        if mode == "reflect" and static and (pad_h >= height or pad_w >= width):
+            mode = "constant"  # reflection needs a side longer than its padding (tiny images)
+        padded = ops.pad(image, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode=mode)
+        if static:
             return padded
         # Traced with a dynamic H or W (export), TF loses the static channel count through the
         # pad; TFLite convolutions need it, so restate the shape.
-        return ops.reshape(padded, (-1, height + pad_h, width + pad_w, image.shape[-1]))
+        batch = ops.shape(image)[0]
+        return ops.reshape(padded, (batch, height + pad_h, width + pad_w, image.shape[-1]))
 
     def stage_outputs(self, outputs):
         """The model's outputs as a list in `stage_names` order."""
@@ -197,3 +202,17 @@ class MultiHeadRestorationModel(keras.Model):
             "selected_output": self.selected_output,
             "output_format": self.output_format,
         }
+
+
+class SingleHead:
+    """Mixin for the official single-head model of a multi-head class:
+
+        class NAFNet(SingleHead, NAFNetMH): ...
+
+    takes the multi-head class's arguments without the head options and returns (B, H, W, 3)
+    per stage."""
+
+    def __init__(self, **kwargs):
+        for fixed in ("heads", "combine_heads", "single_output", "selected_output"):
+            kwargs.pop(fixed, None)
+        super().__init__(heads=1, combine_heads=False, single_output=True, **kwargs)

@@ -9,9 +9,9 @@ channel attention (SCA) is a pooled 1x1 conv with no sigmoid.
 import keras
 from keras import ops
 
-from keras_mhdeblur.layers import (PixelShuffle, SimpleGate, SpatialMeanPool, tlc_kernel_size,
-                                   torch_conv2d, torch_depthwise_conv2d)
-from keras_mhdeblur.models.base import MultiHeadRestorationModel
+from keras_mhdeblur.layers import (ChannelLayerNorm, PixelShuffle, SimpleGate, SpatialMeanPool,
+                                   tlc_kernel_size, torch_conv2d, torch_depthwise_conv2d)
+from keras_mhdeblur.models.base import MultiHeadRestorationModel, SingleHead
 
 
 @keras.saving.register_keras_serializable(package="keras_mhdeblur")
@@ -38,14 +38,14 @@ class NAFBlock(keras.layers.Layer):
                     f"NAFBlock: channels * {branch} = {channels} * {expanded // channels} = "
                     f"{expanded} is odd, so SimpleGate cannot split it in two halves; use an even "
                     "width or expansion.")
-        self.norm1 = keras.layers.LayerNormalization(epsilon=1e-6, name="norm1")
+        self.norm1 = ChannelLayerNorm(epsilon=1e-6, name="norm1")
         self.conv1 = torch_conv2d(dw_channels, 1, channels, name="conv1")
         self.conv2 = torch_depthwise_conv2d(3, name="conv2")
         self.gate = SimpleGate(name="gate")
         self.sca_pool = SpatialMeanPool(tlc_kernel_size, name="sca_pool")
         self.sca_conv = torch_conv2d(dw_channels // 2, 1, dw_channels // 2, name="sca.1")
         self.conv3 = torch_conv2d(channels, 1, dw_channels // 2, name="conv3")
-        self.norm2 = keras.layers.LayerNormalization(epsilon=1e-6, name="norm2")
+        self.norm2 = ChannelLayerNorm(epsilon=1e-6, name="norm2")
         self.conv4 = torch_conv2d(ffn_channels, 1, channels, name="conv4")
         self.conv5 = torch_conv2d(channels, 1, ffn_channels // 2, name="conv5")
 
@@ -164,14 +164,6 @@ class NAFNetMH(MultiHeadRestorationModel):
 
 
 @keras.saving.register_keras_serializable(package="keras_mhdeblur")
-class NAFNet(NAFNetMH):
+class NAFNet(SingleHead, NAFNetMH):
     """The official single-head NAFNet: output (B, H, W, 3). Defaults: GoPro width 32
     (17,111,907 parameters). Same arguments as `NAFNetMH` without the head options."""
-
-    def __init__(self, width=32, enc_blocks=(1, 1, 1, 28), middle_blocks=1,
-                 dec_blocks=(1, 1, 1, 1), tlc_train_size=None, **kwargs):
-        for fixed in ("heads", "combine_heads", "single_output", "selected_output"):
-            kwargs.pop(fixed, None)
-        super().__init__(heads=1, combine_heads=False, width=width, enc_blocks=enc_blocks,
-                         middle_blocks=middle_blocks, dec_blocks=dec_blocks,
-                         tlc_train_size=tlc_train_size, single_output=True, **kwargs)
