@@ -10,17 +10,25 @@ import keras
 import numpy as np
 
 
+def rebuilt(model, **changes):
+    """The same network built again with some constructor arguments changed (ones that do not
+    change the weights, like `tlc_train_size` or `scan_blocks`), with the weights copied."""
+    config = model.get_config()
+    unknown = sorted(set(changes) - set(config))
+    if unknown:
+        raise ValueError(f"{type(model).__name__} has no argument(s) {unknown}")
+    converted = type(model).from_config({**config, **changes})
+    converted.set_weights(model.get_weights())
+    return converted
+
+
 def with_tlc(model, train_size):
     """The same network with TLC local pooling (METHOD 6.3) for a `train_size` (h, w) crop,
     sharing no state with `model` (weights are copied). Only backbones with a global pool
     (NAFNet) take `tlc_train_size`."""
-    config = model.get_config()
-    if "tlc_train_size" not in config:
+    if "tlc_train_size" not in model.get_config():
         raise ValueError(f"{type(model).__name__} has no global pooling, so TLC does not apply")
-    config["tlc_train_size"] = tuple(int(s) for s in train_size)
-    converted = type(model).from_config(config)
-    converted.set_weights(model.get_weights())
-    return converted
+    return rebuilt(model, tlc_train_size=tuple(int(s) for s in train_size))
 
 
 def select_outputs(model, outputs, which="all"):

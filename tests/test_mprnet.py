@@ -30,7 +30,7 @@ def test_one_prelu_parameter_shared_by_every_cab():
     alphas = [v for v in model.weights if v.path.endswith("alpha")]
     assert len(alphas) == 1 and np.isclose(float(alphas[0].numpy().item()), 0.25)
     mapping = keras_mhdeblur.convert.official_parameter_map(model)
-    shared = [name for name, (variable, _) in mapping.items() if variable is alphas[0]]
+    shared = [name for name, (variable, *_) in mapping.items() if variable is alphas[0]]
     # Every CAB's official "body.1.weight" is that one variable: 3 shallow-feature CABs,
     # num_cab per ORB (3 ORBs), 6 per encoder and 8 per decoder (2 stages).
     assert len(shared) == 3 + 3 * TINY["num_cab"] + 2 * (6 + 8)

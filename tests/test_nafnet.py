@@ -4,7 +4,7 @@ import pytest
 
 import keras_mhdeblur
 from helpers import assert_keras_round_trip, fixture_parity_error
-from keras_mhdeblur.models import NAFBlock
+from keras_mhdeblur.models import NAFBlockStack
 
 TINY = dict(width=8, enc_blocks=(1, 1), middle_blocks=1, dec_blocks=(1, 1))
 
@@ -40,9 +40,9 @@ def test_any_input_size(size):
 
 def test_blocks_start_as_identity_and_heads_differ():
     model = keras_mhdeblur.NAFNetMH(heads=4, combine_heads=False, **TINY)
-    blocks = [layer for layer in model._flatten_layers() if isinstance(layer, NAFBlock)]
-    assert blocks and all(not np.any(np.asarray(b.beta)) and not np.any(np.asarray(b.gamma))
-                          for b in blocks)
+    stacks = [layer for layer in model._flatten_layers() if isinstance(layer, NAFBlockStack)]
+    assert stacks and all(not np.any(np.asarray(s.stacked["beta"]))
+                          and not np.any(np.asarray(s.stacked["gamma"])) for s in stacks)
     out = np.asarray(model(np.random.default_rng(0).uniform(size=(1, 16, 16, 3)).astype("float32")))
     assert np.abs(out[0, 0] - out[0, 1]).max() > 1e-3  # random init breaks the symmetry
 
@@ -89,3 +89,20 @@ def test_trained_model_round_trip_resumes_optimizer(tmp_path):
     assert loaded.restoration_loss.base == "l1"
     loaded.fit(x, x, batch_size=2, epochs=1, verbose=0)
     assert int(loaded.optimizer.iterations) == 4
+
+
+def test_scanned_blocks_equal_unrolled_blocks():
+    """scan_blocks only changes how the graph is built: same weights, same outputs (with the
+    blocks moved off identity so that they compute something)."""
+    from helpers import load_fixture
+
+    metadata, state_dict, inputs, expected = load_fixture("nafnet_mh_w8_k4")
+    kwargs = dict(metadata["constructor_kwargs"])
+    unrolled = keras_mhdeblur.from_official_config("MHNAFNet", **kwargs)
+    keras_mhdeblur.load_torch_weights(unrolled, state_dict)
+    scanned = keras_mhdeblur.NAFNetMH.from_config({**unrolled.get_config(), "scan_blocks": True})
+    assert scanned.scan_blocks and scanned.encoders[3].count == 2
+    scanned.set_weights(unrolled.get_weights())
+    np.testing.assert_allclose(np.asarray(unrolled(inputs)), np.asarray(scanned(inputs)),
+                               atol=1e-6)
+    np.testing.assert_allclose(np.asarray(unrolled(inputs)), expected["heads"], atol=1e-4)

@@ -24,8 +24,11 @@ class WeightImportError(ValueError):
 
 def _layer_parameters(layer):
     """{torch parameter name: (keras variable, torch layout -> keras layout)} of one layer's own
-    variables (not its sublayers')."""
+    variables (not its sublayers'). A layer that stacks several official modules into one
+    variable lists its own: `official_parameters()` -> {name: (variable, converter, index)}."""
     layers = keras.layers
+    if hasattr(layer, "official_parameters"):
+        return layer.official_parameters()
     if isinstance(layer, layers.DepthwiseConv2D):
         params = {"weight": (layer.kernel, lambda w: w.transpose(_DEPTHWISE_TO_KERAS))}
     elif isinstance(layer, (layers.Conv2D, layers.Conv2DTranspose)):
@@ -47,14 +50,15 @@ def _layer_parameters(layer):
 
 
 def official_parameter_map(model):
-    """{official parameter name: (keras variable, layout converter or None)} for `model`."""
+    """{official parameter name: (keras variable, layout converter or None, index or None)} for
+    `model`; an index means the parameter is slice `index` of a stacked variable."""
     mapping = {}
 
     def visit(layer, prefix):
         for sublayer in layer._flatten_layers(include_self=False, recursive=False):
             path = f"{prefix}.{sublayer.name}" if prefix else sublayer.name
             for name, item in _layer_parameters(sublayer).items():
-                mapping[f"{path}.{name}"] = item
+                mapping[f"{path}.{name}"] = item if len(item) == 3 else (*item, None)
             visit(sublayer, path)
 
     visit(model, "")
@@ -136,15 +140,21 @@ def load_torch_weights(model, state_dict, from_single_head=False, perturbation=1
     rng = np.random.default_rng(seed)
     missing = sorted(set(mapping) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(mapping))
-    mis_shaped, assignments = [], []
-    for name, (variable, converter) in mapping.items():
+    mis_shaped, assignments, stacked = [], [], {}
+    for name, (variable, converter, index) in mapping.items():
         if name not in state_dict:
             continue
         array = _to_numpy(state_dict[name])
-        wanted = tuple(variable.shape)
+        wanted = tuple(variable.shape) if index is None else tuple(variable.shape[1:])
         converted = converter(array) if converter else array
         value = _fit_shape(converted, wanted)
-        if value is None and from_single_head:
+        if value is not None and index is not None:
+            key = id(variable)
+            if key not in stacked:
+                stacked[key] = (variable, np.array(variable.numpy(), np.float32))
+            stacked[key][1][index] = value
+            continue
+        if value is None and from_single_head and index is None:
             value = _expand_single_head(name, array, wanted, converter, model.heads,
                                         perturbation, rng)
         if value is None:
@@ -166,6 +176,7 @@ def load_torch_weights(model, state_dict, from_single_head=False, perturbation=1
             lines.append("  (a single-head checkpoint for a multi-head model? pass "
                          "from_single_head=True)")
         raise WeightImportError("\n".join(lines))
+    assignments.extend(stacked.values())
     for variable, value in assignments:
         variable.assign(value.astype(variable.dtype))
     return model

@@ -8,7 +8,6 @@ like those seen in training. On training-size inputs both versions are identical
 
 import math
 
-import keras
 from keras import ops
 
 
@@ -46,47 +45,32 @@ def _replicate_pad(x, top, bottom, left, right):
     return ops.concatenate(parts, axis=2) if len(parts) > 1 else x
 
 
-@keras.saving.register_keras_serializable(package="keras_mhdeblur")
-class SpatialMeanPool(keras.layers.Layer):
-    """Mean over H, W: (B, H, W, C) -> (B, 1, 1, C); with `local_kernel_size=(kh, kw)` (TLC) a
-    stride-1 box mean over min(H, kh) x min(W, kw) windows, edge-padded back to (B, H, W, C).
+def spatial_mean(x, local_kernel_size=None, name="spatial_mean"):
+    """Global mean over H, W: (B, H, W, C) -> (B, 1, 1, C); with `local_kernel_size=(kh, kw)`
+    (TLC) the stride-1 box mean over min(H, kh) x min(W, kw) windows, edge-padded back to
+    (B, H, W, C).
 
-    The local mean is computed from 2-D cumulative sums in float32 (cost independent of the window;
-    a direct average pool with a 384-pixel window would be far too slow). It needs static H and W,
-    which Keras `predict` and jit-compiled calls provide.
+    The local mean is computed from 2-D cumulative sums in float32 (cost independent of the
+    window; a direct average pool with a 384-pixel window would be far too slow). It needs static
+    H and W, which Keras `predict` and jit-compiled calls provide.
     """
-
-    def __init__(self, local_kernel_size=None, **kwargs):
-        super().__init__(**kwargs)
-        self.local_kernel_size = None if local_kernel_size is None else tuple(
-            int(k) for k in local_kernel_size)
-
-    def call(self, x):
-        if self.local_kernel_size is None:
-            return ops.mean(x, axis=(1, 2), keepdims=True)
-        height, width = x.shape[1], x.shape[2]
-        if height is None or width is None:
-            raise ValueError(
-                f"{self.name}: TLC local pooling needs a static height and width, got input shape "
-                f"{tuple(x.shape)}. Call the model on a fixed-size input (or export with a fixed "
-                "--input-size).")
-        kernel_h, kernel_w = self.local_kernel_size
-        if kernel_h >= height and kernel_w >= width:
-            return ops.mean(x, axis=(1, 2), keepdims=True)
-        kernel_h, kernel_w = min(kernel_h, height), min(kernel_w, width)
-        dtype = x.dtype
-        sums = ops.cumsum(ops.cumsum(ops.cast(x, "float32"), axis=1), axis=2)
-        sums = ops.pad(sums, ((0, 0), (1, 0), (1, 0), (0, 0)))
-        window_sums = (sums[:, kernel_h:, kernel_w:] - sums[:, :-kernel_h, kernel_w:]
-                       - sums[:, kernel_h:, :-kernel_w] + sums[:, :-kernel_h, :-kernel_w])
-        means = ops.cast(window_sums / float(kernel_h * kernel_w), dtype)
-        pad_h, pad_w = kernel_h - 1, kernel_w - 1
-        return _replicate_pad(means, pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2)
-
-    def compute_output_shape(self, input_shape):
-        if self.local_kernel_size is None:
-            return (input_shape[0], 1, 1, input_shape[-1])
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "local_kernel_size": self.local_kernel_size}
+    if local_kernel_size is None:
+        return ops.mean(x, axis=(1, 2), keepdims=True)
+    height, width = x.shape[1], x.shape[2]
+    if height is None or width is None:
+        raise ValueError(
+            f"{name}: TLC local pooling needs a static height and width, got input shape "
+            f"{tuple(x.shape)}. Call the model on a fixed-size input (or export with a fixed "
+            "--input-size).")
+    kernel_h, kernel_w = local_kernel_size
+    if kernel_h >= height and kernel_w >= width:
+        return ops.mean(x, axis=(1, 2), keepdims=True)
+    kernel_h, kernel_w = min(kernel_h, height), min(kernel_w, width)
+    dtype = x.dtype
+    sums = ops.cumsum(ops.cumsum(ops.cast(x, "float32"), axis=1), axis=2)
+    sums = ops.pad(sums, ((0, 0), (1, 0), (1, 0), (0, 0)))
+    window_sums = (sums[:, kernel_h:, kernel_w:] - sums[:, :-kernel_h, kernel_w:]
+                   - sums[:, kernel_h:, :-kernel_w] + sums[:, :-kernel_h, :-kernel_w])
+    means = ops.cast(window_sums / float(kernel_h * kernel_w), dtype)
+    pad_h, pad_w = kernel_h - 1, kernel_w - 1
+    return _replicate_pad(means, pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2)

@@ -3,7 +3,7 @@
 from keras_mhdeblur.models.base import MultiHeadRestorationModel
 from keras_mhdeblur.models.hinet import HINet, HINetMH
 from keras_mhdeblur.models.mprnet import MPRNet, MPRNetMH
-from keras_mhdeblur.models.nafnet import NAFBlock, NAFNet, NAFNetMH
+from keras_mhdeblur.models.nafnet import NAFBlockStack, NAFNet, NAFNetMH, naf_block
 from keras_mhdeblur.models.restormer import Restormer, RestormerBlock, RestormerMH
 
 # Named configurations: name -> (multi-head class, single-head class, constructor arguments).

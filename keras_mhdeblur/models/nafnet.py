@@ -6,69 +6,134 @@ No nonlinear activations: SimpleGate multiplies two halves of the channels, and 
 channel attention (SCA) is a pooled 1x1 conv with no sigmoid.
 """
 
+import math
+
 import keras
 from keras import ops
 
-from keras_mhdeblur.layers import (ChannelLayerNorm, PixelShuffle, SimpleGate, SpatialMeanPool,
-                                   tlc_kernel_size, torch_conv2d, torch_depthwise_conv2d)
+from keras_mhdeblur.layers import (PixelShuffle, channel_layer_norm, simple_gate, spatial_mean,
+                                   tlc_kernel_size, torch_conv2d)
 from keras_mhdeblur.models.base import MultiHeadRestorationModel, SingleHead
 
 
+def _uniform(fan_in):
+    # PyTorch's default conv init, U(+-1/sqrt(fan_in)) for weights and biases (METHOD 8).
+    bound = 1.0 / math.sqrt(fan_in)
+    return keras.initializers.RandomUniform(-bound, bound)
+
+
+def naf_block(x, weights, tlc_kernel_size=None):
+    """One NAFBlock, (B, H, W, C) -> (B, H, W, C), as a function of its weights (a dict of the
+    tensors `NAFBlockStack.block_parameters` lists, Keras layouts; 1x1 convs as (C_in, C_out)
+    matrices). A function, so that a stack of blocks can run it under `ops.scan`."""
+    def norm(values, name):
+        normalised = channel_layer_norm(ops.cast(values, "float32"), weights[f"{name}_gamma"],
+                                        weights[f"{name}_beta"], epsilon=1e-6)
+        return ops.cast(normalised, values.dtype)
+
+    def conv1x1(values, name):
+        return ops.matmul(values, weights[f"{name}_kernel"]) + weights[f"{name}_bias"]
+
+    y = conv1x1(norm(x, "norm1"), "conv1")
+    y = ops.depthwise_conv(y, weights["conv2_kernel"], padding="same") + weights["conv2_bias"]
+    y = simple_gate(y)
+    y = y * conv1x1(spatial_mean(y, tlc_kernel_size), "sca")
+    x = x + conv1x1(y, "conv3") * weights["beta"]
+    y = conv1x1(simple_gate(conv1x1(norm(x, "norm2"), "conv4")), "conv5")
+    return x + y * weights["gamma"]
+
+
 @keras.saving.register_keras_serializable(package="keras_mhdeblur")
-class NAFBlock(keras.layers.Layer):
-    """(B, H, W, C) -> (B, H, W, C). Starts as the identity: beta and gamma are zero-initialised.
+class NAFBlockStack(keras.layers.Layer):
+    """`count` NAFBlocks in a row, (B, H, W, C) -> (B, H, W, C); the official
+    `nn.Sequential(*[NAFBlock(c)] * count)`.
+
+    The blocks' weights are stacked along a leading axis of length `count`, and with `scan=True`
+    the blocks run as one `ops.scan` over them: the compiled graph holds one block instead of
+    `count` (NAFNet-w32's 28-block level otherwise dominates XLA compile time). Every block starts
+    as the identity: beta and gamma are zero-initialised.
 
     Args:
+        count: number of blocks.
         channels: C.
         dw_expand, ffn_expand: channel expansion of the depthwise and feed-forward branches
             (2 and 2 in every official config); C * expand must be even for SimpleGate.
         tlc_kernel_size: (kh, kw) local-pool window for TLC, None for the global pool.
+        scan: run the blocks with `ops.scan` (same results as the unrolled loop).
     """
 
-    def __init__(self, channels, dw_expand=2, ffn_expand=2, tlc_kernel_size=None, **kwargs):
+    def __init__(self, count, channels, dw_expand=2, ffn_expand=2, tlc_kernel_size=None,
+                 scan=False, **kwargs):
         super().__init__(**kwargs)
-        self.channels = channels
-        self.dw_expand = dw_expand
-        self.ffn_expand = ffn_expand
-        self.tlc_kernel_size = tlc_kernel_size
-        dw_channels, ffn_channels = channels * dw_expand, channels * ffn_expand
-        for branch, expanded in (("dw_expand", dw_channels), ("ffn_expand", ffn_channels)):
-            if expanded % 2:
+        self.count, self.channels = int(count), int(channels)
+        self.dw_expand, self.ffn_expand = dw_expand, ffn_expand
+        self.tlc_kernel_size = None if tlc_kernel_size is None else tuple(tlc_kernel_size)
+        self.scan = bool(scan)
+        for branch, expand in (("dw_expand", dw_expand), ("ffn_expand", ffn_expand)):
+            if (channels * expand) % 2:
                 raise ValueError(
-                    f"NAFBlock: channels * {branch} = {channels} * {expanded // channels} = "
-                    f"{expanded} is odd, so SimpleGate cannot split it in two halves; use an even "
-                    "width or expansion.")
-        self.norm1 = ChannelLayerNorm(epsilon=1e-6, name="norm1")
-        self.conv1 = torch_conv2d(dw_channels, 1, channels, name="conv1")
-        self.conv2 = torch_depthwise_conv2d(3, name="conv2")
-        self.gate = SimpleGate(name="gate")
-        self.sca_pool = SpatialMeanPool(tlc_kernel_size, name="sca_pool")
-        self.sca_conv = torch_conv2d(dw_channels // 2, 1, dw_channels // 2, name="sca.1")
-        self.conv3 = torch_conv2d(channels, 1, dw_channels // 2, name="conv3")
-        self.norm2 = ChannelLayerNorm(epsilon=1e-6, name="norm2")
-        self.conv4 = torch_conv2d(ffn_channels, 1, channels, name="conv4")
-        self.conv5 = torch_conv2d(channels, 1, ffn_channels // 2, name="conv5")
+                    f"NAFBlock: channels * {branch} = {channels} * {expand} = {channels * expand}"
+                    " is odd, so SimpleGate cannot split it in two halves; use an even width or "
+                    "expansion.")
+
+    def block_parameters(self):
+        """{name: (shape of one block's tensor, initializer, official name, official layout
+        -> ours)} for every parameter of a block."""
+        c, dw, ffn = self.channels, self.channels * self.dw_expand, self.channels * self.ffn_expand
+        matrix = lambda w: w[:, :, 0, 0].T  # noqa: E731  (O, I, 1, 1) -> (I, O)
+        depthwise = lambda w: w.transpose(2, 3, 0, 1)  # noqa: E731  (C, 1, 3, 3) -> (3, 3, C, 1)
+        flat = lambda w: w.reshape(-1)  # noqa: E731  (1, C, 1, 1) -> (C,)
+        ones, zeros = keras.initializers.Ones(), keras.initializers.Zeros()
+        parameters = {}
+        for norm in ("norm1", "norm2"):
+            parameters[f"{norm}_gamma"] = ((c,), ones, f"{norm}.weight", None)
+            parameters[f"{norm}_beta"] = ((c,), zeros, f"{norm}.bias", None)
+        for name, official, c_in, c_out in (("conv1", "conv1", c, dw), ("sca", "sca.1", dw // 2,
+                                             dw // 2), ("conv3", "conv3", dw // 2, c),
+                                            ("conv4", "conv4", c, ffn), ("conv5", "conv5",
+                                                                         ffn // 2, c)):
+            parameters[f"{name}_kernel"] = ((c_in, c_out), _uniform(c_in), f"{official}.weight",
+                                            matrix)
+            parameters[f"{name}_bias"] = ((c_out,), _uniform(c_in), f"{official}.bias", None)
+        parameters["conv2_kernel"] = ((3, 3, dw, 1), _uniform(9), "conv2.weight", depthwise)
+        parameters["conv2_bias"] = ((dw,), _uniform(9), "conv2.bias", None)
+        parameters["beta"] = ((c,), zeros, "beta", flat)
+        parameters["gamma"] = ((c,), zeros, "gamma", flat)
+        return parameters
 
     def build(self, input_shape):
         if input_shape[-1] != self.channels:
-            raise ValueError(
-                f"{self.name}: expected {self.channels} channels, got input shape "
-                f"{tuple(input_shape)}")
-        self.beta = self.add_weight(shape=(self.channels,), initializer="zeros", name="beta")
-        self.gamma = self.add_weight(shape=(self.channels,), initializer="zeros", name="gamma")
+            raise ValueError(f"{self.name}: expected {self.channels} channels, got input shape "
+                             f"{tuple(input_shape)}")
+        self.stacked = {name: self.add_weight(shape=(self.count, *shape), initializer=init,
+                                              name=name)
+                        for name, (shape, init, _, _) in self.block_parameters().items()}
         super().build(input_shape)
 
-    def call(self, inputs):
-        x = self.conv2(self.conv1(self.norm1(inputs)))
-        x = self.gate(x)
-        x = x * self.sca_conv(self.sca_pool(x))
-        y = inputs + self.conv3(x) * self.beta
-        x = self.conv5(self.gate(self.conv4(self.norm2(y))))
-        return y + x * self.gamma
+    def official_parameters(self):
+        """{official name relative to this layer ("3.conv1.weight"): (variable, converter, block
+        index)} for the generic weight importer."""
+        return {f"{index}.{official}": (self.stacked[name], converter, index)
+                for name, (_, _, official, converter) in self.block_parameters().items()
+                for index in range(self.count)}
+
+    def call(self, x):
+        weights = {name: ops.convert_to_tensor(variable) for name, variable in self.stacked.items()}
+        if self.scan and self.count > 1:
+            def step(features, block_weights):
+                return naf_block(features, block_weights, self.tlc_kernel_size), None
+
+            x, _ = ops.scan(step, x, weights)
+            return x
+        for index in range(self.count):
+            x = naf_block(x, {name: value[index] for name, value in weights.items()},
+                          self.tlc_kernel_size)
+        return x
 
     def get_config(self):
-        return {**super().get_config(), "channels": self.channels, "dw_expand": self.dw_expand,
-                "ffn_expand": self.ffn_expand, "tlc_kernel_size": self.tlc_kernel_size}
+        return {**super().get_config(), "count": self.count, "channels": self.channels,
+                "dw_expand": self.dw_expand, "ffn_expand": self.ffn_expand,
+                "tlc_kernel_size": self.tlc_kernel_size, "scan": self.scan}
 
 
 @keras.saving.register_keras_serializable(package="keras_mhdeblur")
@@ -87,6 +152,9 @@ class NAFNetMH(MultiHeadRestorationModel):
         tlc_train_size: (h, w) training crop size to build the TLC local-pooling version
             (METHOD 6.3) with the same weights; None (default) keeps global pooling.
         dw_expand, ffn_expand: NAFBlock expansions (2, 2 officially).
+        scan_blocks: run each level's blocks as one `ops.scan` (see `NAFBlockStack`): a much
+            smaller XLA graph, same results and weights. Off by default: on the CPU the scanned
+            training step measured several times slower (benchmarks/train_step.py).
         selected_output: the output index chosen on a validation split (used by inference and
             export), or None.
     """
@@ -95,7 +163,8 @@ class NAFNetMH(MultiHeadRestorationModel):
 
     def __init__(self, heads=4, combine_heads=True, width=32, enc_blocks=(1, 1, 1, 28),
                  middle_blocks=1, dec_blocks=(1, 1, 1, 1), tlc_train_size=None, dw_expand=2,
-                 ffn_expand=2, single_output=False, selected_output=None, **kwargs):
+                 ffn_expand=2, scan_blocks=False, single_output=False, selected_output=None,
+                 **kwargs):
         super().__init__(heads=heads, combine_heads=combine_heads, single_output=single_output,
                          selected_output=selected_output, **kwargs)
         if not isinstance(width, int) or width < 1:
@@ -111,13 +180,14 @@ class NAFNetMH(MultiHeadRestorationModel):
         self.tlc_train_size = None if tlc_train_size is None else tuple(
             int(s) for s in tlc_train_size)
         self.dw_expand, self.ffn_expand = dw_expand, ffn_expand
+        self.scan_blocks = bool(scan_blocks)
         self.pad_multiple = 2 ** len(self.enc_blocks)
 
-        def blocks(prefix, count, channels, level):
+        def blocks(name, count, channels, level):
             tlc = None if self.tlc_train_size is None else tlc_kernel_size(
                 self.tlc_train_size, level, self.pad_multiple)
-            return [NAFBlock(channels, dw_expand, ffn_expand, tlc, name=f"{prefix}.{index}")
-                    for index in range(count)]
+            return NAFBlockStack(count, channels, dw_expand, ffn_expand, tlc, self.scan_blocks,
+                                 name=name)
 
         self.intro = torch_conv2d(width, 3, 3, name="intro")
         self.encoders, self.downs = [], []
@@ -144,23 +214,19 @@ class NAFNetMH(MultiHeadRestorationModel):
         x = self.intro(image)
         skips = []
         for encoder, down in zip(self.encoders, self.downs):
-            for block in encoder:
-                x = block(x)
+            x = encoder(x)
             skips.append(x)
             x = down(x)
-        for block in self.middle_blks:
-            x = block(x)
+        x = self.middle_blks(x)
         for up, decoder, skip in zip(self.ups, self.decoders, reversed(skips)):
-            x = self.pixel_shuffle(up(x)) + skip
-            for block in decoder:
-                x = block(x)
+            x = decoder(self.pixel_shuffle(up(x)) + skip)
         return [self.ending(x)]
 
     def get_config(self):
         return {**super().get_config(), "width": self.width, "enc_blocks": self.enc_blocks,
                 "middle_blocks": self.middle_blocks, "dec_blocks": self.dec_blocks,
                 "tlc_train_size": self.tlc_train_size, "dw_expand": self.dw_expand,
-                "ffn_expand": self.ffn_expand}
+                "ffn_expand": self.ffn_expand, "scan_blocks": self.scan_blocks}
 
 
 @keras.saving.register_keras_serializable(package="keras_mhdeblur")
