@@ -24,12 +24,18 @@ setup(
         "numpy>=1.26,<3",
         "pillow>=10",
         "pyyaml>=6",
+        # `mhdeblur train` writes TensorBoard logs (tf.summary needs the package).
+        "tensorboard==2.21.*",
     ],
     extras_require={
-        "test": ["pytest>=8", "jax[cpu]==0.10.*"],
+        "test": ["pytest>=8", "jax[cpu]==0.10.*",
+                 # export verification runs in LiteRT where its wheel exists
+                 "ai-edge-litert==2.3.*; platform_system == 'Linux' and platform_machine == 'x86_64'"],
         "jax": ["jax[cpu]==0.10.*"],
         "torch": ["torch==2.13.0"],
         "litert": ["ai-edge-litert==2.3.*"],
+        # the built-in synthetic source also uses the photos bundled with scikit-image
+        "photos": ["scikit-image>=0.24"],
     },
     entry_points={"console_scripts": ["mhdeblur=keras_mhdeblur.cli:main"]},
 )

@@ -11,6 +11,11 @@ import sys
 # Modules that contribute subcommands; each defines `register(subparsers)` which adds a parser
 # whose default `func(args) -> int` runs it.
 SUBCOMMAND_MODULES = (
+    "keras_mhdeblur.commands.train",
+    "keras_mhdeblur.commands.evaluate",
+    "keras_mhdeblur.commands.select_head",
+    "keras_mhdeblur.commands.deblur",
+    "keras_mhdeblur.commands.demo",
     "keras_mhdeblur.data.cli",
 )
 

@@ -117,3 +117,88 @@ class MultiHeadEvaluation:
                           best_overall_ssim=float(ssim.max(axis=1).mean()),
                           worst_ssim=float(ssim.min(axis=1).mean()))
         return result
+
+
+def evaluate_model(model, pairs, *, tile=None, overlap=32, compute_ssim=True, total=None,
+                   progress=False):
+    """Runs `model` over (name, blurry, sharp) pairs and scores every output officially.
+
+    Args:
+        model: a keras_mhdeblur model (all K' outputs are scored; a single-head model has one).
+        pairs: iterable of (name, blurry, sharp) with float (H, W, 3) images in [0, 1], e.g.
+            `keras_mhdeblur.data.iter_evaluation_pairs(find_pairs(root))`.
+        tile, overlap: tiled inference for large images (see `inference.restore`); None for
+            whole images.
+        compute_ssim: also compute the (slow) 3-D SSIM.
+        total: number of pairs, for the progress bar (default `len(pairs)` when it has one).
+        progress: show a `keras.utils.Progbar`.
+
+    Returns:
+        the filled `MultiHeadEvaluation`; `.summary()` reads it.
+    """
+    import keras
+
+    from keras_mhdeblur.inference import restore
+
+    if total is None and hasattr(pairs, "__len__"):
+        total = len(pairs)
+    bar = keras.utils.Progbar(total, unit_name="image") if progress else None
+    evaluation = MultiHeadEvaluation(compute_ssim)
+    for name, blurry, sharp in pairs:
+        outputs = restore(model, blurry, which="all", tile=tile, overlap=overlap)
+        psnr, _ = evaluation.add(outputs, sharp, name)
+        if bar is not None:
+            bar.add(1, values=[("best_psnr", max(psnr))])
+    return evaluation
+
+
+def select_output(model, pairs, *, tile=None, overlap=32, total=None, progress=False):
+    """Chooses the best single head: the output with the best mean PSNR over validation `pairs`
+    (METHOD 6.1), and stores it as `model.selected_output` (save the model to keep it).
+
+    Args: as `evaluate_model` (SSIM is not computed: the choice is by PSNR).
+
+    Returns:
+        the evaluation summary; `summary["best_single_head"]` is the chosen index.
+    """
+    if model.single_output or model.num_outputs == 1:
+        raise ValueError(f"{model.name} has a single output; there is no head to select")
+    summary = evaluate_model(model, pairs, tile=tile, overlap=overlap, compute_ssim=False,
+                             total=total, progress=progress).summary()
+    model.selected_output = summary["best_single_head"]
+    return summary
+
+
+def evaluate_inputs(pairs, compute_ssim=True):
+    """Scores the blurry inputs themselves against the sharp images: the number every restored
+    output has to beat. pairs: iterable of (name, blurry, sharp). Returns `MultiHeadEvaluation`."""
+    evaluation = MultiHeadEvaluation(compute_ssim)
+    for name, blurry, sharp in pairs:
+        evaluation.add(blurry, sharp, name)
+    return evaluation
+
+
+def format_summary(summary, title=None):
+    """A plain-text table of a `MultiHeadEvaluation.summary()`: one row per output (PSNR, SSIM,
+    share of images it wins), then best overall, worst and best single head."""
+    has_ssim = "per_output_ssim" in summary
+    count = summary["num_images"]
+    lines = [title] if title else []
+    lines.append(f"{'output':<24}{'PSNR (dB)':>10}{'SSIM':>9}{'wins':>8}")
+    ssims = summary.get("per_output_ssim", [None] * summary["num_outputs"])
+    for index, (psnr, ssim) in enumerate(zip(summary["per_output_psnr"], ssims)):
+        wins = summary["wins_psnr"][index] / count
+        ssim_text = f"{ssim:9.4f}" if ssim is not None else f"{'-':>9}"
+        lines.append(f"{index:<24}{psnr:10.3f}{ssim_text}{wins:8.1%}")
+    if summary["num_outputs"] > 1:
+        best_ssim = f"{summary['best_overall_ssim']:9.4f}" if has_ssim else f"{'-':>9}"
+        worst_ssim = f"{summary['worst_ssim']:9.4f}" if has_ssim else f"{'-':>9}"
+        head = summary["best_single_head"]
+        head_ssim = f"{summary['per_output_ssim'][head]:9.4f}" if has_ssim else f"{'-':>9}"
+        lines += [f"{'best overall (oracle)':<24}{summary['best_overall_psnr']:10.3f}{best_ssim}",
+                  f"{'worst':<24}{summary['worst_psnr']:10.3f}{worst_ssim}",
+                  f"{f'best single head ({head})':<24}{summary['best_single_head_psnr']:10.3f}"
+                  f"{head_ssim}"]
+    lines.append(f"({count} image{'s' if count != 1 else ''}; 8-bit PSNR and 3-D SSIM as the "
+                 "official code computes them)")
+    return "\n".join(lines)

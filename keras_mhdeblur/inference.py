@@ -62,17 +62,36 @@ def tile_starts(size, tile, overlap):
     return sorted(set(starts))
 
 
-def _blend_window(tile_h, tile_w, overlap):
-    """Weights that fall linearly to a small value over `overlap` pixels at every tile edge, so
-    seams fade into each other (a plain mean leaves visible steps)."""
-    def ramp(length):
-        if overlap <= 0:
-            return np.ones(length, np.float32)
-        position = np.arange(length, dtype=np.float32)
-        distance = np.minimum(position + 1, length - position)
-        return np.clip(distance / (overlap + 1), 1e-3, 1.0)
+def _edge_weights(length, overlap, first, last):
+    """1-D blend weights of a tile: 1 inside; at an edge shared with a neighbour (not the image
+    border), 0 over the outer `overlap // 4` pixels, which see zero padding instead of the
+    neighbouring image, then a linear ramp up over the rest of the overlap. Neighbours' ramps
+    sum to 1, so seams fade without steps, and pixels near a cut never count."""
+    weights = np.ones(length, np.float32)
+    if overlap <= 0:
+        return weights
+    margin = overlap // 4
+    steps = overlap - 2 * margin
+    profile = np.concatenate([np.zeros(margin, np.float32),
+                              np.arange(1, steps + 1, dtype=np.float32) / (steps + 1)])
+    if not first:
+        weights[:len(profile)] = np.minimum(weights[:len(profile)], profile)
+    if not last:
+        weights[length - len(profile):] = np.minimum(weights[length - len(profile):],
+                                                     profile[::-1])
+    return weights
 
-    return np.outer(ramp(tile_h), ramp(tile_w))[..., None]
+
+def _aligned(tile, overlap, multiple):
+    """Tile size rounded down and overlap rounded up to multiples of the model's padding
+    multiple, so that every tile starts on the network's downsampling grid."""
+    tile = max(multiple, tile // multiple * multiple)
+    overlap = -(-overlap // multiple) * multiple
+    if overlap >= tile:
+        raise ValueError(f"overlap {overlap} (rounded up to a multiple of {multiple}) must be "
+                         f"smaller than the tile {tile} (rounded down to a multiple of "
+                         f"{multiple}); use a larger tile or a smaller overlap")
+    return tile, overlap
 
 
 def restore(model, image, which="selected", tile=None, overlap=32, batch_size=4):
@@ -83,7 +102,14 @@ def restore(model, image, which="selected", tile=None, overlap=32, batch_size=4)
         image: (H, W, 3) float in [0, 1] (uint8 is scaled).
         which: "all", "selected" or an output index (see `select_outputs`).
         tile: None for the whole image at once (padding handles any size), or the tile size in
-            pixels for large photos; tiles overlap by `overlap` pixels and are blended.
+            pixels for large photos. The image is padded as the model pads it, and cut into tiles
+            that overlap by `overlap` pixels (tile rounded down and overlap up to multiples of
+            `model.pad_multiple`, so tiles sit on the network's downsampling grid); tiles are
+            blended with weights that ignore the outer quarter of each overlap (see
+            `_edge_weights`). A model whose receptive field is at most `overlap // 4` gives the
+            whole-image result up to float rounding; NAFNet's channel attention pools globally,
+            so its tiles differ slightly from the whole image.
+        overlap: pixels shared by neighbouring tiles.
         batch_size: tiles per forward pass.
 
     Returns: (K', H, W, 3) or (H, W, 3) float32.
@@ -99,24 +125,29 @@ def restore(model, image, which="selected", tile=None, overlap=32, batch_size=4)
     if overlap < 0 or overlap >= tile:
         raise ValueError(f"overlap must be in [0, tile), got overlap={overlap}, tile={tile}")
     height, width = image.shape[:2]
-    tile_h, tile_w = min(tile, height), min(tile, width)
-    boxes = [(top, left) for top in tile_starts(height, tile_h, overlap)
-             for left in tile_starts(width, tile_w, overlap)]
-    window = _blend_window(tile_h, tile_w, overlap)
-    result, weights = None, np.zeros((height, width, 1), np.float32)
+    tile, overlap = _aligned(tile, overlap, model.pad_multiple)
+    padded = keras.ops.convert_to_numpy(model._pad(image[None], height, width))[0]
+    padded_h, padded_w = padded.shape[:2]
+    tile_h, tile_w = min(tile, padded_h), min(tile, padded_w)
+    rows, columns = tile_starts(padded_h, tile_h, overlap), tile_starts(padded_w, tile_w, overlap)
+    boxes = [(top, left) for top in rows for left in columns]
+    result, weights = None, np.zeros((padded_h, padded_w, 1), np.float32)
     for first in range(0, len(boxes), batch_size):
         chunk = boxes[first:first + batch_size]
-        tiles = np.stack([image[t:t + tile_h, l:l + tile_w] for t, l in chunk])
+        tiles = np.stack([padded[t:t + tile_h, l:l + tile_w] for t, l in chunk])
         if len(boxes) > batch_size and len(chunk) < batch_size:
             # A constant batch shape keeps the compiled predict function from retracing.
             tiles = np.concatenate([tiles, np.repeat(tiles[-1:], batch_size - len(chunk), 0)])
         restored = select_outputs(model, model.predict_on_batch(tiles), which)[:len(chunk)]
         if result is None:
-            result = np.zeros(restored.shape[1:-3] + (height, width, 3), np.float32)
+            result = np.zeros(restored.shape[1:-3] + (padded_h, padded_w, 3), np.float32)
         for (top, left), output in zip(chunk, restored):
+            window = np.outer(
+                _edge_weights(tile_h, overlap, top == rows[0], top == rows[-1]),
+                _edge_weights(tile_w, overlap, left == columns[0], left == columns[-1]))[..., None]
             result[..., top:top + tile_h, left:left + tile_w, :] += output * window
             weights[top:top + tile_h, left:left + tile_w] += window
-    return result / weights
+    return (result / weights)[..., :height, :width, :]
 
 
 def spread_map(outputs):

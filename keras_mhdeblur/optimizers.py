@@ -23,12 +23,12 @@ RECIPES = {
 }
 
 
-def official_schedule(recipe="nafnet", total_steps=None):
+def official_schedule(recipe="nafnet", total_steps=None, peak_learning_rate=None):
     """The recipe's learning rate: a float when `total_steps` is None, else a Keras schedule
     (cosine to the final lr over `total_steps`, after Restormer's constant phase or MPRNet's
-    linear warm-up)."""
+    linear warm-up). `peak_learning_rate` replaces the recipe's peak, keeping the shape."""
     config = _recipe(recipe)
-    peak = config["learning_rate"]
+    peak = config["learning_rate"] if peak_learning_rate is None else float(peak_learning_rate)
     if total_steps is None:
         return peak
     total_steps = int(total_steps)

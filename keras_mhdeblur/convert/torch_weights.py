@@ -183,12 +183,22 @@ def load_torch_weights(model, state_dict, from_single_head=False, perturbation=1
 
 
 def load_torch_checkpoint(path):
-    """Reads an official `.pth` file into {name: numpy array}. Needs PyTorch (optional extra)."""
+    """Reads an official checkpoint into {name: numpy array}: a `.pth` file (needs PyTorch, the
+    optional extra) or a `.npz` of official names (a "state_dict/" prefix is dropped)."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    if path.suffix == ".npz":
+        with np.load(path) as data:
+            return {name.removeprefix("state_dict/"): data[name] for name in data.files
+                    if not name.startswith(("input", "output/"))}
     try:
         import torch
     except ImportError as error:
         raise ImportError(
-            "Reading .pth files needs PyTorch: pip install 'keras_mhdeblur[torch]'. "
+            f"{path}: reading .pth files needs PyTorch: pip install 'keras_mhdeblur[torch]'. "
             "Or pass load_torch_weights a dict of numpy arrays.") from error
     checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
     if not isinstance(checkpoint, dict):

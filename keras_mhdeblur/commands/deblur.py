@@ -1,0 +1,127 @@
+"""`mhdeblur deblur`: deblur photos with a trained model, as PNGs (and contact sheets)."""
+
+import glob
+import sys
+import time
+from pathlib import Path
+
+from keras_mhdeblur.commands import (CommandError, add_inference_arguments,
+                                     load_inference_model, reports_errors)
+
+
+def register(subparsers):
+    parser = subparsers.add_parser(
+        "deblur", help="deblur photos (files, folders or globs) into PNGs",
+        description="Deblur every INPUT (image files, folders of images, or glob patterns) at "
+        "full resolution and write OUT_DIR/NAME.png from the model's selected head (see "
+        "select-head), or every output with --all-heads (NAME_out{k}.png). Large photos: --tile "
+        "runs overlapping tiles blended together. Existing files are never replaced without "
+        "--overwrite.")
+    parser.add_argument("model", metavar="MODEL", help=".keras model file")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, globs")
+    parser.add_argument("--out", required=True, metavar="OUT_DIR", help="output folder")
+    parser.add_argument("--all-heads", action="store_true",
+                        help="write every output as NAME_out{k}.png")
+    parser.add_argument("--output", type=int, metavar="K",
+                        help="write output K instead of the selected one")
+    parser.add_argument("--sheet", action="store_true",
+                        help="also write NAME_sheet.png: input, every output and the per-pixel "
+                        "spread across heads (bright = the heads disagree)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_inference_arguments(parser)
+    parser.set_defaults(func=deblur_command)
+
+
+def expand_inputs(inputs):
+    """Image paths from files, folders (their images, sorted) and glob patterns, in order."""
+    from keras_mhdeblur.data.io import IMAGE_EXTENSIONS
+
+    found = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            images = sorted(p for p in path.iterdir()
+                            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not images:
+                raise CommandError(f"{path}: folder holds no images "
+                                   f"({', '.join(IMAGE_EXTENSIONS)})")
+            found += images
+        elif path.is_file():
+            found.append(path)
+        else:
+            matches = sorted(Path(p) for p in glob.glob(item) if Path(p).is_file())
+            if not matches:
+                raise CommandError(f"{item}: no such file or folder, and no file matches it as a "
+                                   "pattern")
+            found += matches
+    unique = list(dict.fromkeys(found))
+    stems = {}
+    for path in unique:
+        if path.stem in stems:
+            raise CommandError(f"{stems[path.stem]} and {path} would both be written as "
+                               f"{path.stem}.png; deblur them into different --out folders")
+        stems[path.stem] = path
+    return unique
+
+
+def planned_outputs(path, out_dir, num_outputs, all_heads, sheet):
+    """The files deblurring `path` writes."""
+    stem = Path(path).stem
+    files = ([out_dir / f"{stem}_out{k}.png" for k in range(num_outputs)] if all_heads
+             else [out_dir / f"{stem}.png"])
+    if sheet:
+        files.append(out_dir / f"{stem}_sheet.png")
+    return files
+
+
+@reports_errors("deblur")
+def deblur_command(args):
+    from keras_mhdeblur.data.io import inspect_image, read_image, write_png
+    from keras_mhdeblur.inference import restore
+    from keras_mhdeblur.visualize import contact_sheet
+
+    paths = expand_inputs(args.inputs)
+    for path in paths:
+        inspect_image(path)  # unreadable photos fail here, before any work
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CommandError(f"--out {out_dir}: exists and is not a folder")
+    model = load_inference_model(args)
+    outputs = model.num_outputs
+    if args.output is not None and not 0 <= args.output < outputs:
+        raise CommandError(f"--output {args.output}: the model has {outputs} output(s) "
+                           f"(0..{outputs - 1})")
+    plan = {path: planned_outputs(path, out_dir, outputs, args.all_heads and outputs > 1,
+                                  args.sheet) for path in paths}
+    existing = [str(f) for files in plan.values() for f in files if f.exists()]
+    if existing and not args.overwrite:
+        shown = ", ".join(existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3
+                                          else "")
+        raise CommandError(f"{shown}: already exist{'s' if len(existing) == 1 else ''}; pass "
+                           "--overwrite to replace, or choose another --out")
+    chosen = args.output if args.output is not None else model.selected_output
+    if outputs > 1 and chosen is None and not args.all_heads:
+        chosen = 0
+        print(f"mhdeblur deblur: warning: {args.model} has no selected head (run `mhdeblur "
+              "select-head` on validation data); writing output 0", file=sys.stderr)
+    which = "all" if (args.all_heads or args.sheet) and outputs > 1 else (chosen or 0)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for number, path in enumerate(paths, 1):
+        start = time.perf_counter()
+        image = read_image(path)
+        restored = restore(model, image, which=which if outputs > 1 else "all", tile=args.tile,
+                           overlap=args.overlap)
+        files = plan[path]
+        if args.all_heads and outputs > 1:
+            for k in range(outputs):
+                write_png(files[k], restored[k])
+        else:
+            write_png(files[0], restored[chosen] if restored.ndim == 4 else restored)
+        if args.sheet:
+            labels = [f"out {k}{' (selected)' if k == model.selected_output else ''}"
+                      for k in range(outputs)]
+            write_png(files[-1], contact_sheet(image, restored, labels))
+        height, width = image.shape[:2]
+        print(f"[{number}/{len(paths)}] {path} ({width}x{height}) -> "
+              f"{', '.join(f.name for f in files)} in {time.perf_counter() - start:.1f} s")
+    return 0

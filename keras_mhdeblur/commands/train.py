@@ -1,0 +1,169 @@
+"""`mhdeblur train`: train or resume a run (keras_mhdeblur.training does the work)."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from keras_mhdeblur.commands import CommandError, reports_errors
+
+# Options of the run itself, not of the model or the data: they never go into config.json.
+RUN_OPTIONS = ("out", "resume", "overwrite", "stop_at", "config")
+
+
+def register(subparsers):
+    from keras_mhdeblur.data.cli import _positive
+
+    parser = subparsers.add_parser(
+        "train", help="train (or resume) a multi-head model; checkpoints, best on validation",
+        description="Train a model from a named config on paired folders or synthetic blur. "
+        "Defaults follow the official NAFNet-width32 GoPro recipe (AdamW, cosine schedule, batch "
+        "32, 256 crops, 200k steps); use --width/--override, --crop, --batch and --steps for "
+        "small runs. Settings can also come from --config FILE (YAML or JSON, the same keys as "
+        "the flags with underscores); flags override the file.",
+        argument_default=argparse.SUPPRESS)
+    add = parser.add_argument
+    add("--out", required=True, metavar="RUN_DIR", help="run folder (checkpoints, logs, models)")
+    add("--config", metavar="FILE", help="YAML or JSON file of settings")
+    add("--resume", action="store_true", help="continue the run in RUN_DIR where it stopped")
+    add("--overwrite", action="store_true", help="start again in a RUN_DIR that holds a run")
+    add("--stop-at", type=_positive, metavar="STEP",
+        help="stop this session at STEP (checkpointed); continue later with --resume")
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", metavar="NAME", help="named config (default nafnet-w32)")
+    model.add_argument("--heads", type=_positive, help="K output heads; 1 = single-head baseline "
+                       "(default 4)")
+    model.add_argument("--no-combine", dest="combine_heads", action="store_false",
+                       help="K outputs instead of K(K+1)/2 (no head combination)")
+    model.add_argument("--width", type=_positive, help="override the config's width")
+    model.add_argument("--override", action="append", metavar="KEY=VALUE",
+                       help="constructor argument (JSON value or comma list), e.g. "
+                       "enc_blocks=1,1 (repeatable)")
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", metavar="DIR", help="paired training images (find_pairs layouts)")
+    data.add_argument("--split", help="split of --data, e.g. train (GoPro)")
+    data.add_argument("--synthetic", action="store_true",
+                      help="train on built-in synthetic motion blur (no download)")
+    data.add_argument("--synthetic-label", choices=("middle", "random"),
+                      help="sharp label of synthetic pairs: the middle sub-frame (GoPro) or a "
+                      "random one (ambiguous; default middle)")
+    data.add_argument("--source", metavar="DIR", help="sharp images for --synthetic")
+    data.add_argument("--val-data", metavar="DIR", help="validation pairs (best checkpoint)")
+    data.add_argument("--val-split", help="split of --val-data, e.g. test")
+    data.add_argument("--val-synthetic", type=int, metavar="N",
+                      help="validate on N held-out synthetic pairs")
+    data.add_argument("--crop", type=_positive, help="training crop size (default 256)")
+    data.add_argument("--batch", type=_positive, help="global batch size (default 32)")
+    loop = parser.add_argument_group("schedule")
+    loop.add_argument("--steps", type=_positive, help="training steps (default 200000)")
+    loop.add_argument("--val-every", type=_positive, help="validate every N steps, at the next "
+                      "checkpoint (default 5000)")
+    loop.add_argument("--checkpoint-every", type=_positive, help="steps between checkpoints "
+                      "(default 1000)")
+    loop.add_argument("--keep", type=_positive, help="checkpoints kept (default 3)")
+    loop.add_argument("--seed", type=int, help="seed (default 42)")
+    loop.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
+    loop.add_argument("--mixed-precision", choices=("mixed_bfloat16", "mixed_float16"))
+    loop.add_argument("--jit-compile", action=argparse.BooleanOptionalAction,
+                      help="XLA on or off (default: Keras decides)")
+    loop.add_argument("--devices", type=_positive, help="data-parallel over N devices")
+    parser.set_defaults(func=train_command)
+
+
+def _parse_value(text):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    if "," in text:
+        try:
+            return [int(part) for part in text.split(",")]
+        except ValueError:
+            pass
+    return text
+
+
+def _overrides(items):
+    overrides = {}
+    for item in items:
+        key, separator, value = item.partition("=")
+        if not separator or not key:
+            raise CommandError(f"--override {item!r}: expected KEY=VALUE, e.g. enc_blocks=1,1")
+        overrides[key.strip()] = _parse_value(value.strip())
+    return overrides
+
+
+def read_config_file(path):
+    """Settings from a YAML or JSON file (a mapping; keys may use dashes)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise CommandError(f"--config {path}: cannot be read ({error.strerror})") from None
+    try:
+        if path.suffix.lower() == ".json":
+            values = json.loads(text)
+        else:
+            import yaml
+
+            values = yaml.safe_load(text)
+    except Exception as error:
+        raise CommandError(f"--config {path}: not valid {path.suffix.lstrip('.') or 'YAML'} "
+                           f"({error})") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise CommandError(f"--config {path}: expected a mapping of settings, got "
+                           f"{type(values).__name__}")
+    values = {str(key).replace("-", "_"): value for key, value in values.items()}
+    if "no_combine" in values:
+        values["combine_heads"] = not values.pop("no_combine")
+    return values
+
+
+def resolve(args):
+    """(TrainConfig, run options) from defaults, the stored run (on resume), --config and flags,
+    in that order of precedence (last wins)."""
+    from keras_mhdeblur.training import RunDirectory, TrainConfig
+
+    flags = vars(args).copy()
+    flags.pop("func", None)
+    flags.pop("command", None)
+    if "override" in flags:
+        flags["overrides"] = _overrides(flags.pop("override"))
+    file_values = read_config_file(flags["config"]) if "config" in flags else {}
+    options = {name: file_values.pop(name, None) for name in RUN_OPTIONS}
+    options.update({name: flags.pop(name) for name in RUN_OPTIONS if name in flags})
+    if options["out"] is None:
+        raise CommandError("--out RUN_DIR is required")
+    values = {}
+    if options["resume"]:
+        values = RunDirectory(options["out"]).read_config()
+    requested = {**file_values, **flags}
+    overrides = {**values.get("overrides", {}), **file_values.get("overrides", {}),
+                 **flags.get("overrides", {})}
+    values.update(requested)
+    if overrides or "overrides" in values:
+        values["overrides"] = overrides
+    where = "settings" if not file_values else f"--config {options['config']} and flags"
+    return TrainConfig.from_dict(values, where), options
+
+
+@reports_errors("train")
+def train_command(args):
+    from keras_mhdeblur.training import train
+
+    config, options = resolve(args)
+    try:
+        train(config, options["out"], resume=bool(options["resume"]),
+              overwrite=bool(options["overwrite"]), stop_at=options["stop_at"])
+    except KeyboardInterrupt:
+        from keras_mhdeblur.training import RunDirectory
+
+        found = RunDirectory(options["out"]).checkpoints()
+        last = f"the last checkpoint is {found[-1][1]} (step {found[-1][0]})" if found else \
+            "no checkpoint was written yet"
+        print(f"mhdeblur train: interrupted; {last}. Continue with: mhdeblur train --out "
+              f"{options['out']} --resume", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,112 @@
+"""Model files: loading with errors that name the file, and atomic saving.
+
+A `.keras` file is written to a temporary name in the same folder and then renamed over the
+destination (`os.replace`), so a crash, Ctrl-C or SIGKILL mid-write leaves either the old file or
+the new one, never a truncated archive.
+"""
+
+import json
+import math
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be used; the message names it and says what was expected."""
+
+
+def load_model(path, compile=True):
+    """Loads a `.keras` file holding a keras_mhdeblur model.
+
+    Args:
+        path: the file.
+        compile: restore the optimiser (with its state), loss and metrics when the file has them
+            (needed to resume training; inference does not need it).
+
+    Returns:
+        a `MultiHeadRestorationModel`.
+
+    Raises:
+        ModelFileError: missing file, not a Keras archive, unloadable, or another kind of model.
+    """
+    import keras
+
+    import keras_mhdeblur  # noqa: F401  (registers the model classes for deserialisation)
+    from keras_mhdeblur.models.base import MultiHeadRestorationModel
+
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such model file")
+    if path.is_dir() or not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path}: not a model file (expected a .keras archive written by "
+                             "`mhdeblur train` or model.save('name.keras'))")
+    try:
+        model = keras.models.load_model(path, compile=compile)
+    except Exception as error:  # Keras raises many types for broken or foreign archives
+        raise ModelFileError(f"{path}: could not be loaded as a Keras model "
+                             f"({type(error).__name__}: {error})") from None
+    if not isinstance(model, MultiHeadRestorationModel):
+        raise ModelFileError(f"{path}: holds a {type(model).__name__}, not a keras_mhdeblur "
+                             "model (MultiHeadRestorationModel)")
+    return model
+
+
+def _temporary_beside(path, suffix):
+    """A new temporary file next to `path` (same file system, so `os.replace` is atomic), with
+    the permissions a normal file would get (mkstemp makes it private)."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
+    os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)
+    return temporary
+
+
+def _write_atomically(path, suffix, write):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _temporary_beside(path, suffix)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return path
+
+
+def save_model(model, path):
+    """Saves `model` (weights, config and, if compiled, optimiser state) to a `.keras` file
+    atomically: a temporary file in the same folder, then `os.replace`."""
+    if Path(path).suffix != ".keras":
+        raise ModelFileError(f"{path}: model files must end in .keras")
+    return _write_atomically(path, ".tmp.keras", model.save)
+
+
+def write_json(path, value):
+    """Writes `value` as indented JSON atomically (infinite floats are written as null)."""
+    def write(temporary):
+        with open(temporary, "w") as file:
+            json.dump(_finite(value), file, indent=2)
+            file.write("\n")
+
+    return _write_atomically(path, ".tmp", write)
+
+
+def _finite(value):
+    """JSON has no infinity (an output equal to its reference has infinite PSNR): -> None."""
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def is_temporary(path):
+    """True for the leftovers of an interrupted atomic write (see `_temporary_beside`)."""
+    name = Path(path).name
+    return name.startswith(".") and ".tmp" in name

@@ -1,0 +1,581 @@
+"""Training runs: a run folder with atomic checkpoints, the best model on validation, exact resume.
+
+    config = TrainConfig(model="nafnet-w32", heads=4, synthetic=True, crop=64, batch=8, steps=600)
+    result = train(config, "runs/mh")                 # or train(config, "runs/mh", resume=True)
+
+A run folder holds:
+
+    config.json                  the resolved `TrainConfig` (what `--resume` must match)
+    state.json                   step, checkpoints, best validation score, validation history
+    checkpoints/step-NNNNNNN.keras   the last `keep` checkpoints (weights + optimiser state)
+    best.keras                   the checkpoint with the best best-overall PSNR on validation
+    model.keras                  the final model
+    logs/                        TensorBoard (keras.callbacks.TensorBoard)
+
+Every file is written to a temporary name and renamed (`os.replace`), so Ctrl-C or SIGKILL at any
+moment leaves the last checkpoint intact. Resuming loads the newest checkpoint (weights and the
+optimiser with its iteration count, hence the learning-rate schedule, which is a function of it)
+and restarts the data stream at the first unseen sample (synthetic pairs by index, folders via
+`training_dataset(start_step=...)`), so an interrupted-and-resumed run ends with the weights of an
+uninterrupted one.
+
+A Keras "epoch" here is one checkpoint interval (`checkpoint_every` steps); validation runs at
+the first checkpoint at or after every `val_every` steps, and at the end.
+"""
+
+import contextlib
+import dataclasses
+import importlib.util
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+
+import keras
+
+from keras_mhdeblur import optimizers
+from keras_mhdeblur.saving import is_temporary, load_model, save_model, write_json
+
+CHECKPOINT_NAME = re.compile(r"^step-(\d+)\.keras$")
+#: Seed offsets that keep held-out synthetic pairs apart from the training stream (seed + 0).
+VALIDATION_SEED_OFFSET = 1_000_003
+TEST_SEED_OFFSET = 2_000_003
+#: Settings that may change when a run is resumed; everything else must match config.json.
+RESUMABLE_CHANGES = frozenset({"devices", "keep", "val_every"})
+PRECISIONS = ("mixed_bfloat16", "mixed_float16")
+LABELS = ("middle", "random")
+
+
+class RunError(ValueError):
+    """A training run that cannot start or resume as asked; the message says why and what to do."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a training run: the flags of `mhdeblur train` and the keys of its
+    --config file. Defaults are the official NAFNet-width32 GoPro recipe (METHOD 5).
+
+    Attributes:
+        model: a named config (`keras_mhdeblur.NAMED_CONFIGS`).
+        heads: K; 1 for the single-head baseline.
+        combine_heads: K(K+1)/2 outputs (METHOD 2).
+        width: overrides the config's width (small runs).
+        overrides: other constructor arguments, e.g. {"enc_blocks": [1, 1]}.
+        data, split: paired-image folder for `find_pairs` (and its split).
+        synthetic: train on the built-in synthetic blur stream instead of `data`.
+        synthetic_label: "middle" (GoPro) or "random" sub-frame as the sharp label (METHOD 11).
+        source: folder of sharp images for synthetic blur (default: built-in images).
+        val_data, val_split: validation folder; val_synthetic: else N held-out synthetic pairs.
+        crop: training crop size (square); batch: global batch; steps: training iterations.
+        val_every, checkpoint_every, keep: validation interval, checkpoint interval (steps) and
+            how many recent checkpoints to keep.
+        seed: initialisation, data order and augmentation.
+        lr: peak learning rate (the recipe's schedule shape is kept); None: the recipe's.
+        mixed_precision: None, "mixed_bfloat16" or "mixed_float16".
+        jit_compile: XLA; None lets Keras decide ("auto").
+        devices: data-parallel over this many devices; None: one device.
+    """
+
+    model: str = "nafnet-w32"
+    heads: int = 4
+    combine_heads: bool = True
+    width: int | None = None
+    overrides: dict = dataclasses.field(default_factory=dict)
+    data: str | None = None
+    split: str | None = None
+    synthetic: bool = False
+    synthetic_label: str = "middle"
+    source: str | None = None
+    val_data: str | None = None
+    val_split: str | None = None
+    val_synthetic: int = 0
+    crop: int = 256
+    batch: int = 32
+    steps: int = 200_000
+    val_every: int = 5000
+    checkpoint_every: int = 1000
+    keep: int = 3
+    seed: int = 42
+    lr: float | None = None
+    mixed_precision: str | None = None
+    jit_compile: bool | None = None
+    devices: int | None = None
+
+    @classmethod
+    def from_dict(cls, values, where="config"):
+        """A config from a dict (keys may use dashes); unknown keys raise `RunError`."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        values = {str(key).replace("-", "_"): value for key, value in dict(values).items()}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise RunError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: "
+                           f"{', '.join(sorted(known))}")
+        config = cls(**values)
+        config.validate(where)
+        return config
+
+    def to_dict(self):
+        return _plain(dataclasses.asdict(self))
+
+    def validate(self, where="config"):
+        from keras_mhdeblur.models import NAMED_CONFIGS
+
+        def fail(message):
+            raise RunError(f"{where}: {message}")
+
+        if self.model not in NAMED_CONFIGS:
+            fail(f"model {self.model!r} is not a named config; expected one of "
+                 f"{', '.join(sorted(NAMED_CONFIGS))}")
+        for name in ("heads", "crop", "batch", "steps", "val_every", "checkpoint_every", "keep"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                fail(f"{name} must be a positive integer, got {value!r}")
+        if self.width is not None and (not isinstance(self.width, int) or self.width < 1):
+            fail(f"width must be a positive integer, got {self.width!r}")
+        if not isinstance(self.overrides, dict):
+            fail(f"overrides must be a mapping of constructor arguments, got {self.overrides!r}")
+        if self.synthetic == (self.data is not None):
+            fail("give exactly one training source: --data DIR (paired folders) or --synthetic")
+        if self.synthetic_label not in LABELS:
+            fail(f"synthetic_label must be one of {LABELS}, got {self.synthetic_label!r}")
+        if self.val_data is not None and self.val_synthetic:
+            fail("give at most one validation source: --val-data DIR or --val-synthetic N")
+        if not isinstance(self.val_synthetic, int) or self.val_synthetic < 0:
+            fail(f"val_synthetic must be a count >= 0, got {self.val_synthetic!r}")
+        if self.mixed_precision not in (None, *PRECISIONS):
+            fail(f"mixed_precision must be one of {PRECISIONS} (or absent), got "
+                 f"{self.mixed_precision!r}")
+        if self.lr is not None and not float(self.lr) > 0:
+            fail(f"lr must be positive, got {self.lr!r}")
+        if self.devices is not None and (not isinstance(self.devices, int) or self.devices < 1):
+            fail(f"devices must be a positive integer, got {self.devices!r}")
+
+    def model_arguments(self):
+        """Constructor overrides for `build_model`."""
+        arguments = dict(self.overrides)
+        if self.width is not None:
+            arguments["width"] = self.width
+        return arguments
+
+    @property
+    def has_validation(self):
+        return self.val_data is not None or self.val_synthetic > 0
+
+
+def _plain(value):
+    """Tuples -> lists, recursively, so configs compare equal to their JSON round trip."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def config_differences(stored, requested):
+    """Settings in `requested` (a dict of explicitly given values) that differ from the stored
+    config and may not change on resume: [(name, stored value, requested value)]."""
+    stored, requested = _plain(stored), _plain(requested)
+    return [(name, stored.get(name), value) for name, value in requested.items()
+            if name not in RESUMABLE_CHANGES and stored.get(name) != value]
+
+
+# ---- the run folder ---------------------------------------------------------------------------
+class RunDirectory:
+    """The files of one run (see the module doc)."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.config_path = self.path / "config.json"
+        self.state_path = self.path / "state.json"
+        self.checkpoint_dir = self.path / "checkpoints"
+        self.best_path = self.path / "best.keras"
+        self.final_path = self.path / "model.keras"
+        self.log_dir = self.path / "logs"
+
+    def run_files(self):
+        return [self.config_path, self.state_path, self.checkpoint_dir, self.best_path,
+                self.final_path, self.log_dir]
+
+    def holds_run(self):
+        return self.config_path.exists() or any(self.checkpoints())
+
+    def remove_temporaries(self):
+        """Deletes leftovers of writes cut short by a crash or SIGKILL."""
+        for folder in (self.path, self.checkpoint_dir):
+            if folder.is_dir():
+                for path in folder.iterdir():
+                    if path.is_file() and is_temporary(path):
+                        path.unlink()
+
+    def checkpoints(self):
+        """[(step, path)] of the checkpoints present, oldest first."""
+        if not self.checkpoint_dir.is_dir():
+            return []
+        found = []
+        for path in self.checkpoint_dir.iterdir():
+            match = CHECKPOINT_NAME.match(path.name)
+            if match:
+                found.append((int(match.group(1)), path))
+        return sorted(found)
+
+    def checkpoint_path(self, step):
+        return self.checkpoint_dir / f"step-{step:07d}.keras"
+
+    def read_config(self):
+        try:
+            return json.loads(self.config_path.read_text())
+        except FileNotFoundError:
+            raise RunError(f"{self.path}: no run to resume (no config.json); start one without "
+                           "--resume") from None
+        except json.JSONDecodeError as error:
+            raise RunError(f"{self.config_path}: damaged ({error}); start a new run with "
+                           "--overwrite") from None
+
+    def read_state(self):
+        if not self.state_path.exists():
+            return {}
+        try:
+            return json.loads(self.state_path.read_text())
+        except json.JSONDecodeError:
+            return {}  # rewritten at the next checkpoint; checkpoints themselves are the truth
+
+    def write_state(self, state):
+        write_json(self.state_path, state)
+
+    def prepare_new(self, config, overwrite=False):
+        """Creates the folder for a new run and writes config.json; refuses to replace a run
+        (or a folder with other files) unless `overwrite`."""
+        if self.path.exists() and not self.path.is_dir():
+            raise RunError(f"{self.path}: exists and is not a folder; choose another --out")
+        if self.path.is_dir() and not overwrite:
+            if self.holds_run():
+                raise RunError(f"{self.path}: already holds a training run; pass --resume to "
+                               "continue it or --overwrite to start again (its checkpoints are "
+                               "deleted)")
+            if any(self.path.iterdir()):
+                raise RunError(f"{self.path}: folder is not empty; choose a new or empty --out, "
+                               "or pass --overwrite")
+        if overwrite:
+            for path in self.run_files():
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
+            self.remove_temporaries()
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.config_path, config.to_dict())
+
+
+# ---- model, data, validation ------------------------------------------------------------------
+def build_training_model(config):
+    """A fresh, compiled model for `config`: the recipe's optimiser and cosine schedule over
+    `config.steps` (peak `config.lr` if given), the backbone's official loss, default metrics."""
+    from keras_mhdeblur.models import build_model
+
+    model = build_model(config.model, heads=config.heads, combine_heads=config.combine_heads,
+                        **config.model_arguments())
+    schedule = optimizers.official_schedule(model.recipe, config.steps, config.lr)
+    optimizer = optimizers.official_optimizer(model.recipe, learning_rate=schedule)
+    model.compile(optimizer=optimizer,
+                  jit_compile="auto" if config.jit_compile is None else config.jit_compile)
+    return model
+
+
+def check_model_matches(model, config, path):
+    """Raises `RunError` when a loaded checkpoint's architecture differs from `config`."""
+    from keras_mhdeblur.models import NAMED_CONFIGS
+
+    multi_head_class, single_head_class, defaults = NAMED_CONFIGS[config.model]
+    expected_class = single_head_class if config.heads == 1 else multi_head_class
+    stored = _plain(model.get_config())
+    problems = []
+    if type(model) is not expected_class:
+        problems.append(f"backbone {type(model).__name__} (expected {expected_class.__name__} "
+                        f"for --model {config.model} --heads {config.heads})")
+    if config.heads != 1:
+        for name in ("heads", "combine_heads"):
+            if stored.get(name) != getattr(config, name):
+                problems.append(f"{name}={stored.get(name)} (expected {getattr(config, name)})")
+    for name, value in _plain({**defaults, **config.model_arguments()}).items():
+        if name in stored and stored[name] != value:
+            problems.append(f"{name}={stored[name]} (expected {value})")
+    if problems:
+        raise RunError(f"{path}: checkpoint does not match the run's settings: "
+                       f"{'; '.join(problems)}")
+
+
+def synthetic_stream(config, seed_offset=0):
+    """The run's `SyntheticPairs` (training: offset 0; held-out sets: other offsets)."""
+    from keras_mhdeblur.data import SyntheticPairs
+
+    return SyntheticPairs(config.crop, seed=config.seed + seed_offset, source=config.source,
+                          label=config.synthetic_label)
+
+
+def training_data(config, start_step=0):
+    """tf.data batches (blurry, sharp) from step `start_step` on (samples before it skipped)."""
+    if config.synthetic:
+        return synthetic_stream(config).tf_dataset(config.batch,
+                                                   start_index=start_step * config.batch)
+    from keras_mhdeblur.data import find_pairs, training_dataset
+
+    pairs = find_pairs(config.data, split=config.split)
+    return training_dataset(pairs, config.batch, config.crop, config.seed, start_step=start_step)
+
+
+class HeldOutPairs:
+    """(name, blurry, sharp) pairs that can be iterated many times: a folder (read each time) or
+    held-out synthetic pairs (generated once)."""
+
+    def __init__(self, folder=None, split=None, synthetic=None, count=0):
+        from keras_mhdeblur.data import find_pairs
+
+        self._pair_set = None
+        self._arrays = None
+        if folder is not None:
+            self._pair_set = find_pairs(folder, split=split)
+            self._pair_set.check()
+        else:
+            blurry, sharp = synthetic.arrays(count)
+            self._arrays = [(f"{index:06d}", b, s)
+                            for index, (b, s) in enumerate(zip(blurry, sharp))]
+
+    def __len__(self):
+        return len(self._pair_set) if self._pair_set is not None else len(self._arrays)
+
+    def __iter__(self):
+        if self._pair_set is not None:
+            from keras_mhdeblur.data import iter_evaluation_pairs
+
+            return iter_evaluation_pairs(self._pair_set, verify=False)
+        return iter(self._arrays)
+
+
+def validation_pairs(config):
+    """The run's validation pairs, or None."""
+    if config.val_data is not None:
+        return HeldOutPairs(config.val_data, config.val_split)
+    if config.val_synthetic:
+        return HeldOutPairs(synthetic=synthetic_stream(config, VALIDATION_SEED_OFFSET),
+                            count=config.val_synthetic)
+    return None
+
+
+def validation_record(step, summary):
+    return {"step": step, "best_overall_psnr": summary["best_overall_psnr"],
+            "worst_psnr": summary["worst_psnr"], "best_single_head": summary["best_single_head"],
+            "best_single_head_psnr": summary["best_single_head_psnr"],
+            "per_output_psnr": summary["per_output_psnr"], "wins_psnr": summary["wins_psnr"]}
+
+
+# ---- callbacks --------------------------------------------------------------------------------
+class RunCheckpoints(keras.callbacks.Callback):
+    """Counts steps, stops at `stop_step`, and at every epoch end (= checkpoint interval)
+    validates when due, saves best.keras when the best-overall PSNR improves, writes a
+    checkpoint, prunes old ones and updates state.json, all atomically."""
+
+    def __init__(self, run, config, start_step, stop_step, validation, state):
+        super().__init__()
+        self.run, self.config, self.validation = run, config, validation
+        self.step, self.stop_step = start_step, stop_step
+        self.state = state
+        self.last_validated = state.get("last_validated_step", 0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if self.step >= self.stop_step:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        from keras_mhdeblur.evaluation import evaluate_model
+
+        step, config = self.step, self.config
+        save_model(self.model, self.run.checkpoint_path(step))
+        due = step // config.val_every > self.last_validated // config.val_every
+        if self.validation is not None and (due or step == config.steps):
+            summary = evaluate_model(self.model, self.validation, compute_ssim=False).summary()
+            self.last_validated = step
+            record = validation_record(step, summary)
+            self.state.setdefault("validation", []).append(record)
+            if logs is not None:
+                logs.update(val_psnr_best=summary["best_overall_psnr"],
+                            val_psnr_worst=summary["worst_psnr"],
+                            val_psnr_single_head=summary["best_single_head_psnr"])
+            best = self.state.get("best")
+            if best is None or summary["best_overall_psnr"] > best["best_overall_psnr"]:
+                save_model(self.model, self.run.best_path)
+                self.state["best"] = record
+        self.state.update(step=step, last_validated_step=self.last_validated)
+        kept = self.run.checkpoints()
+        for _, path in kept[:-config.keep]:
+            path.unlink(missing_ok=True)
+        self.state["checkpoints"] = [path.name for _, path in self.run.checkpoints()]
+        self.run.write_state(self.state)
+
+
+class StepTensorBoard(keras.callbacks.TensorBoard):
+    """TensorBoard whose batch and epoch summaries are indexed by the global training step, so a
+    resumed run continues the curves where they stopped."""
+
+    def __init__(self, log_dir, initial_step, **kwargs):
+        super().__init__(log_dir, profile_batch=0, **kwargs)
+        self.initial_step = initial_step
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        # Keras restarts its batch counter at 0 on every fit.
+        self._global_train_batch = self.initial_step
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(self._global_train_batch, logs)
+
+
+def log_callbacks(run, start_step, checkpoint_every, log=print):
+    """TensorBoard logs in run/logs (when the `tensorboard` package is installed: tf.summary
+    needs it) and always a CSV of the per-checkpoint metrics, run/logs/metrics.csv."""
+    run.log_dir.mkdir(parents=True, exist_ok=True)
+    callbacks = [keras.callbacks.CSVLogger(str(run.log_dir / "metrics.csv"),
+                                           append=start_step > 0)]
+    if importlib.util.find_spec("tensorboard") is None:
+        log("TensorBoard logs off: the tensorboard package is not installed "
+            "(pip install tensorboard); metrics go to logs/metrics.csv")
+    else:
+        callbacks.append(StepTensorBoard(str(run.log_dir), start_step,
+                                         update_freq=max(1, min(100, checkpoint_every // 10))))
+    return callbacks
+
+
+# ---- the run ----------------------------------------------------------------------------------
+@dataclasses.dataclass
+class TrainResult:
+    model: keras.Model
+    run_dir: Path
+    step: int
+    finished: bool
+    best: dict | None
+    resumed_from: int
+
+
+@contextlib.contextmanager
+def _dtype_policy(name):
+    previous = keras.config.dtype_policy()
+    if name:
+        keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _distribution(devices):
+    if devices is None:
+        return contextlib.nullcontext()
+    from keras_mhdeblur.distribute import available_devices, data_parallel
+
+    names = available_devices()
+    if devices > len(names):
+        raise RunError(f"devices={devices} (--devices) asked for, but this machine has "
+                       f"{len(names)}: {', '.join(names)}")
+    return data_parallel(devices)
+
+
+def train(config, run_dir, *, resume=False, overwrite=False, stop_at=None, verbose="auto",
+          log=print):
+    """Trains (or resumes) a run in `run_dir`; see the module doc for the files written.
+
+    Args:
+        config: `TrainConfig`. On resume it must equal the stored config.json except for
+            `RESUMABLE_CHANGES` (resolve it with `config_differences` first for a friendly
+            message; a mismatch here raises `RunError`).
+        run_dir: the run folder.
+        resume: continue from the newest checkpoint.
+        overwrite: start again in a folder that holds a run (its files are deleted).
+        stop_at: stop this session at this step (a checkpoint is written there); resume later.
+        verbose: Keras `fit` verbosity (the progress bar).
+        log: where progress lines go.
+
+    Returns:
+        `TrainResult`.
+    """
+    config.validate()
+    distribution = _distribution(config.devices)  # checks the devices before any file is written
+    run = RunDirectory(run_dir)
+    state, start_step, checkpoint = {}, 0, None
+    if resume:
+        stored = TrainConfig.from_dict(run.read_config(), str(run.config_path))
+        differences = config_differences(stored.to_dict(), config.to_dict())
+        if differences:
+            raise RunError(_describe_differences(run, differences))
+        write_json(run.config_path, config.to_dict())  # resumable changes (keep, ...) recorded
+        run.remove_temporaries()
+        found = run.checkpoints()
+        if found:
+            start_step, checkpoint = found[-1]
+            # Forget what happened after the checkpoint: those steps are trained again (and give
+            # the same results, so best.keras is rewritten if it came from them).
+            state = run.read_state()
+            history = [record for record in state.get("validation", [])
+                       if record["step"] <= start_step]
+            state["validation"] = history
+            state["best"] = max(history, key=lambda r: r["best_overall_psnr"], default=None)
+            state["last_validated_step"] = max((r["step"] for r in history), default=0)
+            state["finished"] = False
+    else:
+        run.prepare_new(config, overwrite)
+
+    stop_step = config.steps if stop_at is None else min(int(stop_at), config.steps)
+    keras.utils.set_random_seed(config.seed)
+    with _dtype_policy(config.mixed_precision), distribution:
+        if checkpoint is not None:
+            model = load_model(checkpoint, compile=True)
+            check_model_matches(model, config, checkpoint)
+            restored = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+            if restored != start_step:
+                raise RunError(f"{checkpoint}: optimiser state is at step {restored}, but the "
+                               f"file name says {start_step}; the checkpoint is not from this run")
+            log(f"resuming {run.path} from step {start_step} ({checkpoint.name})")
+        else:
+            model = build_training_model(config)
+        if start_step >= stop_step:
+            done = start_step >= config.steps
+            log(f"{run.path}: already at step {start_step}" + (f" of {config.steps}" if done else
+                f", past --stop-at {stop_step}") + "; nothing to do")
+            return TrainResult(model, run.path, start_step, done, state.get("best"), start_step)
+
+        validation = validation_pairs(config)
+        dataset = training_data(config, start_step)
+        every = config.checkpoint_every
+        callbacks = [RunCheckpoints(run, config, start_step, stop_step, validation, state),
+                     *log_callbacks(run, start_step, every, log)]
+        log(f"{type(model).__name__}: {model.count_params():,} parameters, {model.num_outputs} "
+            f"output(s); steps {start_step}..{stop_step} of {config.steps}, batch {config.batch}, "
+            f"crop {config.crop}, checkpoint every {every} steps -> {run.path}")
+        model.fit(dataset, epochs=math.ceil(config.steps / every), steps_per_epoch=every,
+                  initial_epoch=start_step // every, callbacks=callbacks, verbose=verbose,
+                  shuffle=False)
+    step = callbacks[0].step
+    finished = step >= config.steps
+    if finished:
+        save_model(model, run.final_path)
+        state = run.read_state()
+        state["finished"] = True
+        run.write_state(state)
+        log(f"finished at step {step}: {run.final_path}")
+    else:
+        log(f"stopped at step {step}; continue with --resume")
+    best = run.read_state().get("best")
+    if best:
+        log(f"best on validation: {best['best_overall_psnr']:.3f} dB best-overall PSNR at step "
+            f"{best['step']} ({run.best_path})")
+    return TrainResult(model, run.path, step, finished, best, start_step)
+
+
+def _describe_differences(run, differences):
+    lines = [f"{run.path} was started with other settings (stored in {run.config_path}); "
+             "resume needs the same ones:"]
+    for name, stored, requested in differences:
+        lines.append(f"  {name}: run has {stored!r}, now given {requested!r}")
+    lines.append("Drop those flags to resume as started, or start a new run (another --out, or "
+                 "--overwrite).")
+    return "\n".join(lines)

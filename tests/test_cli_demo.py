@@ -1,0 +1,44 @@
+"""`mhdeblur demo --quick` end to end, and the quickstart example."""
+
+import json
+import os
+import subprocess
+import sys
+
+from helpers import REPO_ROOT
+from keras_mhdeblur.cli import main
+from keras_mhdeblur.saving import load_model
+
+
+def test_demo_quick(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for row in ("input (blurry)", "single head", "multi-head output 9: head 3",
+                "multi-head best overall (oracle)", "multi-head selected output"):
+        assert row in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["multi_head"]["num_outputs"] == 10 and results["single_head"]["num_outputs"] == 1
+    assert sum(results["multi_head"]["wins_psnr"]) == results["multi_head"]["num_images"]
+    multi = load_model(out / "multi_head.keras", compile=False)
+    assert multi.selected_output == results["selected_output"]
+    assert load_model(out / "single_head.keras", compile=False).single_output
+    assert (out / "sheet.png").stat().st_size > 0
+    assert (out / "runs" / "multi-head" / "model.keras").exists()
+    if "tflite" in results:
+        assert (out / "multi_head.tflite").exists()
+
+    assert main(["demo", "--quick", "--out", str(out)]) == 1
+    assert "folder is not empty" in capsys.readouterr().err
+
+
+def test_quickstart_example_runs(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "examples" / "quickstart.py"), "--steps", "3",
+         "--out", str(tmp_path / "quick.keras")], env=env, cwd=tmp_path, capture_output=True,
+        text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "best overall (oracle)" in result.stdout
+    assert "all outputs: (10, 64, 64, 3)" in result.stdout
+    assert load_model(tmp_path / "quick.keras", compile=False).selected_output is not None

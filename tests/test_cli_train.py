@@ -1,0 +1,159 @@
+"""`mhdeblur train`: run folders, atomic checkpoints, exact resume, refusals with clear messages."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from helpers import REPO_ROOT
+from keras_mhdeblur.cli import main
+from keras_mhdeblur.saving import load_model
+
+TINY = ["--synthetic", "--width", "8", "--override", "enc_blocks=1,1", "--override",
+        "dec_blocks=1,1", "--crop", "32", "--batch", "2", "--heads", "2", "--no-jit-compile"]
+
+
+def _weights(path):
+    return load_model(path, compile=False).get_weights()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The same 6-step run twice: straight through, and stopped at step 3 then resumed."""
+    root = tmp_path_factory.mktemp("runs")
+    common = TINY + ["--steps", "6", "--checkpoint-every", "3", "--val-every", "3",
+                     "--val-synthetic", "2", "--keep", "1"]
+    assert main(["train", "--out", str(root / "straight")] + common) == 0
+    assert main(["train", "--out", str(root / "split")] + common + ["--stop-at", "3"]) == 0
+    split = root / "split"
+    stopped = {"model": (split / "model.keras").exists(),
+               "checkpoints": [p.name for p in (split / "checkpoints").iterdir()]}
+    # Resuming needs no flags: the run's settings come from its config.json.
+    assert main(["train", "--out", str(split), "--resume"]) == 0
+    return root, stopped
+
+
+def test_an_interrupted_and_resumed_run_ends_with_the_same_weights(runs):
+    root, stopped = runs
+    split = root / "split"
+    assert stopped == {"model": False, "checkpoints": ["step-0000003.keras"]}
+    straight, resumed = _weights(root / "straight" / "model.keras"), _weights(
+        split / "model.keras")
+    for expected, actual in zip(straight, resumed):
+        np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-7)
+
+    state = json.loads((split / "state.json").read_text())
+    assert state["finished"] and state["step"] == 6
+    assert state["checkpoints"] == ["step-0000006.keras"]  # --keep 1
+    assert [record["step"] for record in state["validation"]] == [3, 6]
+    assert state["best"]["best_overall_psnr"] == max(
+        record["best_overall_psnr"] for record in state["validation"])
+    assert (split / "best.keras").exists() and (split / "logs" / "metrics.csv").exists()
+    config = json.loads((split / "config.json").read_text())
+    assert config["heads"] == 2 and config["overrides"]["enc_blocks"] == [1, 1]
+    model = load_model(split / "checkpoints" / "step-0000006.keras")
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 6
+
+
+def test_refusals_name_the_problem(runs, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(runs[0] / "straight", run)
+
+    assert main(["train", "--out", str(run), "--steps", "2"] + TINY) == 1
+    assert "already holds a training run; pass --resume" in capsys.readouterr().err
+
+    assert main(["train", "--out", str(run), "--resume", "--heads", "3", "--width", "16"]) == 1
+    error = capsys.readouterr().err
+    assert "heads: run has 2, now given 3" in error and "width: run has 8, now given 16" in error
+
+    # A checkpoint from another architecture (here: config.json edited by hand).
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "heads": 3}))
+    assert main(["train", "--out", str(run), "--resume"]) == 1
+    error = capsys.readouterr().err
+    assert "step-0000006.keras: checkpoint does not match" in error and "heads=2" in error
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    assert main(["train", "--out", str(other), "--steps", "2"] + TINY) == 1
+    assert "folder is not empty" in capsys.readouterr().err
+
+    assert main(["train", "--out", str(tmp_path / "new"), "--steps", "2"]) == 1
+    assert "--data DIR (paired folders) or --synthetic" in capsys.readouterr().err
+
+    assert main(["train", "--out", str(tmp_path / "none"), "--resume"]) == 1
+    assert "no run to resume" in capsys.readouterr().err
+
+
+def test_ctrl_c_says_where_to_resume(runs, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("keras_mhdeblur.training.train", interrupted)
+    run = runs[0] / "split"
+    assert main(["train", "--out", str(run), "--resume"]) == 130
+    error = capsys.readouterr().err
+    assert f"the last checkpoint is {run / 'checkpoints' / 'step-0000006.keras'} (step 6)" in error
+    assert f"mhdeblur train --out {run} --resume" in error
+
+
+def test_config_file_with_flags_overriding(tmp_path, capsys):
+    settings = tmp_path / "run.yaml"
+    settings.write_text("model: nafnet-w32\nheads: 3\nwidth: 8\nsynthetic: true\ncrop: 32\n"
+                        "batch: 2\nsteps: 2\ncheckpoint-every: 2\njit_compile: false\n"
+                        "overrides: {enc_blocks: [1], dec_blocks: [1]}\n")
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(settings), "--out", str(run), "--heads", "2",
+                 "--no-combine"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert (config["heads"], config["combine_heads"], config["crop"]) == (2, False, 32)
+    assert load_model(run / "model.keras").num_outputs == 2
+    capsys.readouterr()
+
+    settings.write_text("heads: 2\nlearning_rate: 0.1\n")
+    assert main(["train", "--config", str(settings), "--out", str(tmp_path / "x")]) == 1
+    assert "unknown setting(s) learning_rate" in capsys.readouterr().err
+
+
+def _train_process(run, steps):
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = [sys.executable, "-m", "keras_mhdeblur", "train", "--out", str(run),
+               "--steps", str(steps), "--checkpoint-every", "2", "--keep", "2"] + TINY
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=REPO_ROOT)
+
+
+def _wait_for_checkpoints(process, run, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (run / "checkpoints").is_dir() and any((run / "checkpoints").glob("step-*.keras")):
+            time.sleep(1.0)  # let it get into the next checkpoints
+            return
+        if process.poll() is not None:
+            pytest.fail(f"training ended early:\n{process.stderr.read()[-3000:]}")
+        time.sleep(0.2)
+    process.kill()
+    pytest.fail("no checkpoint was written in time")
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(tmp_path, capsys):
+    run = tmp_path / "run"
+    process = _train_process(run, steps=100_000)
+    _wait_for_checkpoints(process, run)
+    process.kill()  # SIGKILL: no handler runs, possibly in the middle of writing a checkpoint
+    process.communicate(timeout=60)
+    (step, last), *_ = sorted(((int(p.stem[5:]), p) for p in (run / "checkpoints").glob(
+        "step-*.keras")), reverse=True)
+    assert load_model(last).optimizer.iterations.numpy() == step  # intact after the kill
+    assert main(["train", "--out", str(run), "--resume", "--stop-at", str(step + 2)]) == 0
+    assert f"resuming {run} from step {step}" in capsys.readouterr().out
+    names = [p.name for p in (run / "checkpoints").iterdir()]
+    assert f"step-{step + 2:07d}.keras" in names
+    assert not [name for name in names if name.startswith(".")]  # leftovers removed

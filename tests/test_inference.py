@@ -1,0 +1,83 @@
+"""Deblurring photos: tiles equal the whole image, output selection, spread and contact sheets."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_mhdeblur
+from keras_mhdeblur.inference import (_edge_weights, restore, select_outputs, spread_map,
+                                      tile_starts)
+from keras_mhdeblur.visualize import colormap, contact_sheet
+
+TINY = dict(width=8, enc_blocks=(1, 1), middle_blocks=1, dec_blocks=(1, 1))
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(0)
+    return keras_mhdeblur.NAFNetMH(heads=2, **TINY)
+
+
+@pytest.fixture(scope="module")
+def image():
+    return np.random.default_rng(0).random((37, 53, 3)).astype(np.float32)  # needs padding
+
+
+def test_blend_weights_of_neighbours_sum_to_one():
+    overlap = 16
+    left = _edge_weights(40, overlap, first=True, last=False)
+    right = _edge_weights(40, overlap, first=False, last=True)
+    shared = left[-overlap:] + right[:overlap]
+    np.testing.assert_allclose(shared, 1.0, atol=1e-6)
+    assert left[0] == 1 and left[-4:].max() == 0  # the outer quarter of the overlap is ignored
+    assert tile_starts(100, 40, 16) == [0, 24, 48, 60]
+
+
+def test_tiles_equal_the_whole_image_when_the_overlap_covers_the_receptive_field(model, image):
+    # Fresh NAFBlocks are the identity (beta = gamma = 0), leaving convolutions with a receptive
+    # field of 5 pixels here; blending ignores overlap // 4 = 6 pixels at each cut.
+    whole = restore(model, image, which="all")
+    for tile, overlap in ((32, 24), (48, 24)):
+        tiled = restore(model, image, which="all", tile=tile, overlap=overlap)
+        assert tiled.shape == whole.shape == (3, 37, 53, 3)
+        np.testing.assert_allclose(tiled, whole, atol=1e-6)
+
+
+def test_tiles_stay_close_with_active_blocks(image):
+    # With non-zero beta/gamma every block adds channel attention over the whole tile (global
+    # mean), so tiles differ from the whole image; measured max abs error 3.3e-3 at tile 32 /
+    # overlap 16 and 1.9e-3 at 48 / 16 (mean ~1e-4 and ~3e-5).
+    keras.utils.set_random_seed(0)
+    active = keras_mhdeblur.NAFNetMH(heads=2, **TINY)
+    rng = np.random.default_rng(1)
+    for variable in active.weights:
+        if variable.path.split("/")[-1] in ("beta", "gamma"):
+            variable.assign(rng.normal(0, 0.5, variable.shape).astype(np.float32))
+    whole = restore(active, image, which="all")
+    tiled = restore(active, image, which="all", tile=48, overlap=16)
+    assert np.abs(tiled - whole).max() < 1e-2
+    assert np.abs(tiled - whole).mean() < 2e-4
+
+
+def test_which_selects_outputs(model, image):
+    all_outputs = restore(model, image, which="all")
+    np.testing.assert_allclose(restore(model, image, which=1), all_outputs[1], atol=1e-6)
+    assert restore(model, image, which="selected").shape == all_outputs.shape  # none stored
+    with pytest.raises(ValueError, match="out of range"):
+        select_outputs(model, model.predict_on_batch(image[None]), which=7)
+    with pytest.raises(ValueError, match="overlap"):
+        restore(model, image, tile=16, overlap=16)
+
+
+def test_spread_map_and_contact_sheet(model, image):
+    outputs = restore(model, image, which="all")
+    spread = spread_map(outputs)
+    assert spread.shape == (37, 53) and spread.min() >= 0
+    assert spread_map(np.stack([image, image])).max() == 0
+    colours = colormap(np.array([[0.0, 0.5, 1.0]]), vmax=1.0)
+    assert colours.dtype == np.uint8 and colours[0, 0].sum() < colours[0, 2].sum()
+    sheet = contact_sheet(image, outputs, extra=[("target", image)], columns=3, gap=2)
+    # input, 3 outputs, target, spread = 6 panels in 2 rows of 3
+    assert sheet.shape == (2 * 37 + 2, 3 * 53 + 4, 3) and sheet.dtype == np.uint8
+    small = contact_sheet(np.zeros((600, 300, 3)), np.zeros((600, 300, 3)), panel_size=100)
+    assert small.shape[0] == 100  # one output: no spread map; downscaled to the panel size
