@@ -61,7 +61,7 @@ def test_single_head_weights_reproduce_single_head_outputs():
     SAM's conv3 (which reads all heads, so its input weights are divided by K)."""
     single = keras_mhdeblur.HINet(**TINY)
     state_dict = {}
-    for name, (variable, converter) in keras_mhdeblur.convert.official_parameter_map(
+    for name, (variable, *_) in keras_mhdeblur.convert.official_parameter_map(
             single).items():
         value = keras.ops.convert_to_numpy(variable)
         state_dict[name] = value.transpose(3, 2, 0, 1) if value.ndim == 4 else value.reshape(-1)
