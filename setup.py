@@ -26,11 +26,12 @@ setup(
         "pyyaml>=6",
         # `mhdeblur train` writes TensorBoard logs (tf.summary needs the package).
         "tensorboard==2.21.*",
+        # Export verification runs in the LiteRT interpreter where its wheel exists
+        # (tf.lite.Interpreter, deprecated, elsewhere).
+        "ai-edge-litert==2.3.*; platform_system == 'Linux' and platform_machine == 'x86_64'",
     ],
     extras_require={
-        "test": ["pytest>=8", "jax[cpu]==0.10.*",
-                 # export verification runs in LiteRT where its wheel exists
-                 "ai-edge-litert==2.3.*; platform_system == 'Linux' and platform_machine == 'x86_64'"],
+        "test": ["pytest>=8", "jax[cpu]==0.10.*"],
         "jax": ["jax[cpu]==0.10.*"],
         "torch": ["torch==2.13.0"],
         "litert": ["ai-edge-litert==2.3.*"],

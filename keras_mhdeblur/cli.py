@@ -6,7 +6,11 @@ Each subcommand lives in the module that owns its work and registers itself here
 
 import argparse
 import importlib
+import os
 import sys
+
+# TensorFlow's C++ start-up chatter would bury the command's own output.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Modules that contribute subcommands; each defines `register(subparsers)` which adds a parser
 # whose default `func(args) -> int` runs it.
