@@ -15,10 +15,7 @@ import math
 
 import numpy as np
 
-
-def to_uint8(image):
-    """float image in [0, 1] -> uint8, clamped and rounded like the official tensor2img."""
-    return np.round(np.clip(np.asarray(image, np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+from keras_mhdeblur.data.io import to_uint8  # clamp, x255, round: the official tensor2img
 
 
 def psnr_uint8(image, reference):

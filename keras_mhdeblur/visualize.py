@@ -9,6 +9,8 @@ NumPy and Pillow only (labels use Pillow's built-in font; no font files needed).
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from keras_mhdeblur.data.io import to_uint8
+
 # Control points of a perceptually ordered dark-to-bright map (close to matplotlib's "magma").
 _MAGMA = np.array([
     [0.001, 0.000, 0.014], [0.112, 0.065, 0.276], [0.316, 0.071, 0.485], [0.512, 0.128, 0.507],
@@ -30,16 +32,10 @@ def colormap(values, vmax=None):
     return np.round(colours * 255).astype(np.uint8)
 
 
-def _to_uint8(image):
-    image = np.asarray(image)
-    if image.dtype == np.uint8:
-        return image
-    return np.round(np.clip(image.astype(np.float32), 0.0, 1.0) * 255).astype(np.uint8)
-
-
 def _panel(image, label, panel_size):
     """One labelled panel, downscaled so its longer side is at most `panel_size`."""
-    picture = Image.fromarray(_to_uint8(image))
+    image = np.asarray(image)
+    picture = Image.fromarray(image if image.dtype == np.uint8 else to_uint8(image))
     scale = panel_size / max(picture.size)
     if scale < 1:
         picture = picture.resize((max(1, round(picture.width * scale)),
