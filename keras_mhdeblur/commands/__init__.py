@@ -44,25 +44,25 @@ def reports_errors(command):
 def add_scoring_arguments(parser, model_help, data_help):
     """MODEL, --data, --split and --limit, shared by evaluate and select-head; then the
     inference arguments."""
-    from keras_mhdeblur.data.cli import _positive
+    from keras_mhdeblur.cli import positive_int
 
     parser.add_argument("model", metavar="MODEL", help=model_help)
     parser.add_argument("--data", required=True, metavar="DIR", help=data_help)
     parser.add_argument("--split", help="split of --data, e.g. test (GoPro)")
-    parser.add_argument("--limit", type=_positive, metavar="N", help="only the first N pairs")
+    parser.add_argument("--limit", type=positive_int, metavar="N", help="only the first N pairs")
     add_inference_arguments(parser)
 
 
 def add_inference_arguments(parser):
     """--tile, --overlap and --tlc, shared by evaluate, select-head and deblur."""
-    from keras_mhdeblur.data.cli import _positive, _size
+    from keras_mhdeblur.cli import image_size, positive_int
 
-    parser.add_argument("--tile", type=_positive, default=None, metavar="N",
+    parser.add_argument("--tile", type=positive_int, default=None, metavar="N",
                         help="run on N x N tiles blended over --overlap pixels (large photos; "
                         "default: the whole image at once)")
     parser.add_argument("--overlap", type=int, default=32, metavar="M",
                         help="pixels shared by neighbouring tiles (default 32)")
-    parser.add_argument("--tlc", type=_size, default=None, metavar="HxW",
+    parser.add_argument("--tlc", type=image_size, default=None, metavar="HxW",
                         help="NAFNet only: test-time local pooling (TLC) for this training crop "
                         "size, e.g. 256x256 (METHOD 6.3)")
 

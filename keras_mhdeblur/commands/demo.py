@@ -4,7 +4,7 @@ from keras_mhdeblur.commands import reports_errors
 
 
 def register(subparsers):
-    from keras_mhdeblur.data.cli import _positive
+    from keras_mhdeblur.cli import positive_int
 
     parser = subparsers.add_parser(
         "demo", help="train a single-head and a multi-head model on synthetic blur and compare",
@@ -16,7 +16,7 @@ def register(subparsers):
                         help="output folder (default ./mhdeblur-demo)")
     parser.add_argument("--quick", action="store_true",
                         help="about a minute: tiny crops and sets (a smoke test)")
-    parser.add_argument("--steps", type=_positive, help="training steps per model (default 600, "
+    parser.add_argument("--steps", type=positive_int, help="training steps per model (default 600, "
                         "--quick 40)")
     parser.add_argument("--label", choices=("random", "middle"), default="random",
                         help="sharp label: a random sub-frame (ambiguous, where several heads "

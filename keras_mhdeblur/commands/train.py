@@ -12,7 +12,7 @@ RUN_OPTIONS = ("out", "resume", "overwrite", "stop_at", "config")
 
 
 def register(subparsers):
-    from keras_mhdeblur.data.cli import _positive
+    from keras_mhdeblur.cli import positive_int
 
     parser = subparsers.add_parser(
         "train", help="train (or resume) a multi-head model; checkpoints, best on validation",
@@ -27,15 +27,15 @@ def register(subparsers):
     add("--config", metavar="FILE", help="YAML or JSON file of settings")
     add("--resume", action="store_true", help="continue the run in RUN_DIR where it stopped")
     add("--overwrite", action="store_true", help="start again in a RUN_DIR that holds a run")
-    add("--stop-at", type=_positive, metavar="STEP",
+    add("--stop-at", type=positive_int, metavar="STEP",
         help="stop this session at STEP (checkpointed); continue later with --resume")
     model = parser.add_argument_group("model")
     model.add_argument("--model", metavar="NAME", help="named config (default nafnet-w32)")
-    model.add_argument("--heads", type=_positive, help="K output heads; 1 = single-head baseline "
+    model.add_argument("--heads", type=positive_int, help="K output heads; 1 = single-head baseline "
                        "(default 4)")
     model.add_argument("--no-combine", dest="combine_heads", action="store_false",
                        help="K outputs instead of K(K+1)/2 (no head combination)")
-    model.add_argument("--width", type=_positive, help="override the config's width")
+    model.add_argument("--width", type=positive_int, help="override the config's width")
     model.add_argument("--override", action="append", metavar="KEY=VALUE",
                        help="constructor argument (JSON value or comma list), e.g. "
                        "enc_blocks=1,1 (repeatable)")
@@ -52,21 +52,21 @@ def register(subparsers):
     data.add_argument("--val-split", help="split of --val-data, e.g. test")
     data.add_argument("--val-synthetic", type=int, metavar="N",
                       help="validate on N held-out synthetic pairs")
-    data.add_argument("--crop", type=_positive, help="training crop size (default 256)")
-    data.add_argument("--batch", type=_positive, help="global batch size (default 32)")
+    data.add_argument("--crop", type=positive_int, help="training crop size (default 256)")
+    data.add_argument("--batch", type=positive_int, help="global batch size (default 32)")
     loop = parser.add_argument_group("schedule")
-    loop.add_argument("--steps", type=_positive, help="training steps (default 200000)")
-    loop.add_argument("--val-every", type=_positive, help="validate every N steps, at the next "
+    loop.add_argument("--steps", type=positive_int, help="training steps (default 200000)")
+    loop.add_argument("--val-every", type=positive_int, help="validate every N steps, at the next "
                       "checkpoint (default 5000)")
-    loop.add_argument("--checkpoint-every", type=_positive, help="steps between checkpoints "
+    loop.add_argument("--checkpoint-every", type=positive_int, help="steps between checkpoints "
                       "(default 1000)")
-    loop.add_argument("--keep", type=_positive, help="checkpoints kept (default 3)")
+    loop.add_argument("--keep", type=positive_int, help="checkpoints kept (default 3)")
     loop.add_argument("--seed", type=int, help="seed (default 42)")
     loop.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
     loop.add_argument("--mixed-precision", choices=("mixed_bfloat16", "mixed_float16"))
     loop.add_argument("--jit-compile", action=argparse.BooleanOptionalAction,
                       help="XLA on or off (default: Keras decides)")
-    loop.add_argument("--devices", type=_positive, help="data-parallel over N devices")
+    loop.add_argument("--devices", type=positive_int, help="data-parallel over N devices")
     parser.set_defaults(func=train_command)
 
 

@@ -1,30 +1,11 @@
 """`mhdeblur make-synthetic`: write a GoPro-style synthetic set as a normal flat dataset."""
 
-import argparse
 import os
 import sys
 import time
 
+from keras_mhdeblur.cli import image_size, positive_int
 from keras_mhdeblur.data.io import DataError
-
-
-def _size(text):
-    """"HxW" or "S" -> (H, W)."""
-    parts = text.lower().split("x")
-    try:
-        height, width = int(parts[0]), int(parts[-1])
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 256x256 or 256, got {text!r}") from None
-    if len(parts) > 2 or height < 8 or width < 8:
-        raise argparse.ArgumentTypeError(f"size must be HxW with both at least 8, got {text!r}")
-    return height, width
-
-
-def _positive(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def register(subparsers):
@@ -37,8 +18,8 @@ def register(subparsers):
         "with the same names, a flat dataset any loader here reads.",
     )
     parser.add_argument("out_dir", metavar="OUT_DIR", help="destination folder (empty or new)")
-    parser.add_argument("--count", type=_positive, required=True, help="number of pairs")
-    parser.add_argument("--size", type=_size, default=(256, 256),
+    parser.add_argument("--count", type=positive_int, required=True, help="number of pairs")
+    parser.add_argument("--size", type=image_size, default=(256, 256),
                         help="HxW of each pair (default 256x256)")
     parser.add_argument("--seed", type=int, default=1,
                         help="seed; the same seed writes the same set (default 1)")
@@ -47,7 +28,7 @@ def register(subparsers):
     parser.add_argument("--source", metavar="DIR", default=None,
                         help="folder of sharp images (default: built-in dead leaves + bundled photos)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty OUT_DIR")
-    parser.add_argument("--workers", type=_positive, default=None, help="threads (default: all CPUs)")
+    parser.add_argument("--workers", type=positive_int, default=None, help="threads (default: all CPUs)")
     parser.set_defaults(func=make_synthetic)
 
 
