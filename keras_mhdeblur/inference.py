@@ -31,13 +31,14 @@ def with_tlc(model, train_size):
     return rebuilt(model, tlc_train_size=tuple(int(s) for s in train_size))
 
 
-def select_outputs(model, outputs, which="all"):
-    """Final-stage outputs of one batch -> (B, K', H, W, 3) ('all') or (B, H, W, 3).
+def select_outputs(model, final, which="all"):
+    """Final-stage outputs of one batch (`model.final_output(model(x))`, or `Predictor`'s
+    result) -> (B, K', H, W, 3) ('all') or (B, H, W, 3).
 
     which: "all", "selected" (the model's `selected_output`, or all when none is stored), or an
     output index.
     """
-    final = keras.ops.convert_to_numpy(model.final_output(outputs))
+    final = keras.ops.convert_to_numpy(final)
     if model.single_output:
         return final
     if which == "selected":
@@ -49,6 +50,84 @@ def select_outputs(model, outputs, which="all"):
         raise ValueError(f"output index {index} out of range: the model has {model.num_outputs} "
                          "outputs")
     return final[:, index]
+
+
+def _next_power_of_two(n):
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+class Predictor:
+    """The model's final-stage forward pass, compiled so that changing batch or image sizes do
+    not retrace it: `Predictor(model)(images) -> (B, K', H, W, 3)` numpy, float32.
+
+    - TensorFlow: one `tf.function` with a (None, None, None, 3) signature, traced once for every
+      batch and size. Graph mode, not XLA: XLA would compile again for each shape.
+    - JAX (and TF models with TLC, whose local pool needs a static size): XLA wants static
+      shapes, so inputs are padded to buckets that leave the result unchanged: the batch to the
+      next power of two (samples are independent) and H, W to `model.pad_multiple` with the
+      model's own pad mode (the model pads there anyway). One compile per bucket.
+    - torch: eager, nothing to trace.
+
+    `traces` counts how often the forward pass was traced. Weights are read at each call, so
+    the predictor follows training. `predictor(model)` keeps one per model.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.traces = 0
+        self.backend = keras.backend.backend()
+        self.shape_free = (self.backend == "tensorflow"
+                           and getattr(model, "tlc_train_size", None) is None)
+        if self.backend == "tensorflow":
+            import tensorflow as tf
+
+            signature = [tf.TensorSpec((None, None, None, 3), tf.float32)] if self.shape_free \
+                else None
+            self._compiled = tf.function(self._forward, input_signature=signature,
+                                         jit_compile=False)
+        elif self.backend == "jax":
+            import jax
+
+            self._compiled = jax.jit(self._stateless_forward)
+
+    def _forward(self, images):
+        self.traces += 1  # runs only while tracing
+        return self.model.final_output(self.model(images, training=False))
+
+    def _stateless_forward(self, trainable, non_trainable, images):
+        self.traces += 1
+        outputs, _ = self.model.stateless_call(trainable, non_trainable, images)
+        return self.model.final_output(outputs)
+
+    def __call__(self, images):
+        images = np.asarray(images, np.float32)
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"expected images of shape (batch, height, width, 3), got shape "
+                             f"{images.shape}")
+        batch, height, width = images.shape[:3]
+        if self.backend == "torch":
+            return keras.ops.convert_to_numpy(self._forward(images))
+        if not self.shape_free:
+            images = keras.ops.convert_to_numpy(self.model._pad(images, height, width))
+            padding = _next_power_of_two(batch) - batch
+            if padding:
+                images = np.concatenate([images, np.repeat(images[-1:], padding, axis=0)])
+        if self.backend == "jax":
+            final = self._compiled([v.value for v in self.model.trainable_variables],
+                                   [v.value for v in self.model.non_trainable_variables], images)
+        else:
+            final = self._compiled(images)
+        return keras.ops.convert_to_numpy(final)[:batch, ..., :height, :width, :]
+
+
+def predictor(model):
+    """The `Predictor` of `model`, made on first use and kept with the model."""
+    existing = model.__dict__.get("_predictor")
+    if existing is None:
+        existing = Predictor(model)
+        # Set around Keras' attribute tracking: the predictor is not part of the model's state.
+        object.__setattr__(model, "_predictor", existing)
+    return existing
 
 
 def tile_starts(size, tile, overlap):
@@ -121,7 +200,7 @@ def restore(model, image, which="selected", tile=None, overlap=32, batch_size=4)
         raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
     image = image.astype(np.float32)
     if tile is None:
-        return select_outputs(model, model.predict_on_batch(image[None]), which)[0]
+        return select_outputs(model, predictor(model)(image[None]), which)[0]
     if overlap < 0 or overlap >= tile:
         raise ValueError(f"overlap must be in [0, tile), got overlap={overlap}, tile={tile}")
     height, width = image.shape[:2]
@@ -136,9 +215,9 @@ def restore(model, image, which="selected", tile=None, overlap=32, batch_size=4)
         chunk = boxes[first:first + batch_size]
         tiles = np.stack([padded[t:t + tile_h, l:l + tile_w] for t, l in chunk])
         if len(boxes) > batch_size and len(chunk) < batch_size:
-            # A constant batch shape keeps the compiled predict function from retracing.
+            # The last chunk keeps the batch shape, so it reuses the compiled tile batch.
             tiles = np.concatenate([tiles, np.repeat(tiles[-1:], batch_size - len(chunk), 0)])
-        restored = select_outputs(model, model.predict_on_batch(tiles), which)[:len(chunk)]
+        restored = select_outputs(model, predictor(model)(tiles), which)[:len(chunk)]
         if result is None:
             result = np.zeros(restored.shape[1:-3] + (padded_h, padded_w, 3), np.float32)
         for (top, left), output in zip(chunk, restored):

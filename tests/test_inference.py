@@ -1,13 +1,18 @@
-"""Deblurring photos: tiles equal the whole image, output selection, spread and contact sheets."""
+"""Deblurring photos: tiles equal the whole image, output selection, spread and contact sheets,
+and a forward pass that does not retrace when batch or image size changes."""
+
+import json
 
 import keras
 import numpy as np
 import pytest
 
 import keras_mhdeblur
-from keras_mhdeblur.inference import (_edge_weights, restore, select_outputs, spread_map,
-                                      tile_starts)
+from keras_mhdeblur.inference import (_edge_weights, predictor, restore, select_outputs,
+                                      spread_map, tile_starts)
 from keras_mhdeblur.visualize import colormap, contact_sheet
+
+from helpers import run_python
 
 TINY = dict(width=8, enc_blocks=(1, 1), middle_blocks=1, dec_blocks=(1, 1))
 
@@ -64,7 +69,7 @@ def test_which_selects_outputs(model, image):
     np.testing.assert_allclose(restore(model, image, which=1), all_outputs[1], atol=1e-6)
     assert restore(model, image, which="selected").shape == all_outputs.shape  # none stored
     with pytest.raises(ValueError, match="out of range"):
-        select_outputs(model, model.predict_on_batch(image[None]), which=7)
+        select_outputs(model, predictor(model)(image[None]), which=7)
     with pytest.raises(ValueError, match="overlap"):
         restore(model, image, tile=16, overlap=16)
 
@@ -81,3 +86,46 @@ def test_spread_map_and_contact_sheet(model, image):
     assert sheet.shape == (2 * 37 + 2, 3 * 53 + 4, 3) and sheet.dtype == np.uint8
     small = contact_sheet(np.zeros((600, 300, 3)), np.zeros((600, 300, 3)), panel_size=100)
     assert small.shape[0] == 100  # one output: no spread map; downscaled to the panel size
+
+
+# (batch, height, width) of successive inference calls; with pad_multiple 4 (two levels) the
+# last one falls in the same padded bucket as the second: batch 3 -> 4, 33x35 -> 36x36.
+CALLS = [(1, 37, 53), (3, 36, 34), (2, 64, 48), (1, 37, 53), (4, 33, 35)]
+PREDICT = """
+import json, numpy as np, keras, keras_mhdeblur
+from keras_mhdeblur.inference import predictor
+keras.utils.set_random_seed(0)
+TINY = dict(width=8, enc_blocks=(1, 1), middle_blocks=1, dec_blocks=(1, 1))
+rng = np.random.default_rng(0)
+result = {}
+variants = {"plain": {}, "tlc": {"tlc_train_size": (32, 32)}}
+if keras.backend.backend() == "jax":
+    del variants["tlc"]  # JAX takes the bucketed path for every model
+for name, extra in variants.items():
+    model = keras_mhdeblur.NAFNetMH(heads=2, **TINY, **extra)
+    errors = []
+    for index, (batch, height, width) in enumerate(CALLS):
+        images = rng.random((batch, height, width, 3), dtype=np.float32)
+        actual = predictor(model)(images)
+        assert actual.shape == (batch, 3, height, width, 3), actual.shape
+        if keras.backend.backend() == "tensorflow" or index in (1, 4):  # eager JAX is slow
+            expected = keras.ops.convert_to_numpy(model(images))
+            errors.append(float(np.abs(actual - expected).max()))
+    result[name] = {"traces": predictor(model).traces, "error": max(errors)}
+print(json.dumps(result))
+"""
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_inference_does_not_retrace_when_batch_or_size_changes(backend):
+    out = run_python(f"CALLS = {CALLS!r}\n" + PREDICT, backend=backend)
+    result = json.loads(out.strip().splitlines()[-1])
+    # Padded buckets: (1, 40, 56), (4, 36, 36), (2, 64, 48), again the first, again the second.
+    buckets = 3
+    expected_plain = 1 if backend == "tensorflow" else buckets  # TF: one shape-free trace
+    assert result["plain"]["traces"] == expected_plain, result
+    assert result["plain"]["error"] < 1e-5, result
+    if backend == "tensorflow":
+        # TLC's local pool needs static sizes, so TF traces it per bucket (Keras' own predict
+        # would retrace it with unknown sizes, and fail).
+        assert result["tlc"]["traces"] == buckets and result["tlc"]["error"] < 1e-5, result
