@@ -2,11 +2,13 @@
 
     python benchmarks/train_step.py --config nafnet-w32 --heads 4 --batch 8 --crop 256
     KERAS_BACKEND=jax python benchmarks/train_step.py --config nafnet-w32,nafnet-w64 \
-        --precision float32,mixed_bfloat16
+        --precision float32,mixed_bfloat16 --override '{}' --override '{"scan_blocks": true}'
+    python benchmarks/train_step.py --batch 1 --crop 128 --jit off,on      # the CPU figure
 
 Prints images/s, the first step's time (trace + compile) and peak memory (device memory on a
-GPU, peak RSS on the CPU). Several configs/precisions run one after another, each in its own
-process, so their peak memory is their own; compare rows of one run only.
+GPU, peak RSS on the CPU). Comma-separated configs, precisions and jit settings, and repeated
+--override, run every combination one after another, each in its own process, so that peak
+memory and compile caches are their own; compare rows of one run only.
 """
 
 import argparse
@@ -32,10 +34,12 @@ def _parse():
     parser.add_argument("--steps", type=int, default=20, help="timed steps after the first")
     parser.add_argument("--precision", default="float32",
                         help="float32, mixed_bfloat16, mixed_float16 (comma separated)")
-    parser.add_argument("--jit", choices=["auto", "on", "off"], default="auto",
-                        help="XLA for the TF step (JAX always compiles)")
-    parser.add_argument("--override", default="{}",
-                        help='JSON of constructor overrides, e.g. \'{"width": 8}\' for a smoke run')
+    parser.add_argument("--jit", default="auto",
+                        help="XLA for the TF step: auto, on, off, or several comma separated "
+                             "(JAX always compiles)")
+    parser.add_argument("--override", action="append",
+                        help='JSON of constructor overrides, e.g. \'{"width": 8}\' for a smoke run '
+                             'or \'{"scan_blocks": true}\'; repeat it to compare variants')
     parser.add_argument("--json", help="append each row as a JSON line to this file")
     return parser.parse_args()
 
@@ -84,8 +88,8 @@ def run_one(config, precision, args):
     keras.utils.set_random_seed(0)
     model = keras_mhdeblur.build_model(config, heads=args.heads,
                                        combine_heads=not args.no_combine,
-                                       **json.loads(args.override))
-    jit = {"auto": "auto", "on": True, "off": False}[args.jit]
+                                       **json.loads(args.override[0]))
+    jit = {"auto": "auto", "on": True, "off": False}[args.jit]  # checked in main()
     optimizer = model.official_optimizer(total_steps=1000)
     model.compile(optimizer=optimizer, jit_compile=jit)
     rng = np.random.default_rng(0)
@@ -104,7 +108,7 @@ def run_one(config, precision, args):
     return {
         "backend": keras.backend.backend(), "device": _device_name(), "config": config,
         "heads": args.heads, "outputs": model.num_outputs, "precision": precision,
-        "jit": args.jit, "batch": args.batch, "crop": args.crop,
+        "jit": args.jit, "override": args.override[0], "batch": args.batch, "crop": args.crop,
         "params": model.count_params(), "images_per_s": args.batch * args.steps / elapsed,
         "first_step_s": first_step, "peak_memory_gib": peak / 2**30, "memory": where,
         "versions": f"keras {keras.__version__}",
@@ -112,46 +116,63 @@ def run_one(config, precision, args):
 
 
 def _print_table(rows):
-    header = (f"{'config':<12} {'precision':<15} {'backend':<10} {'img/s':>8} "
-              f"{'first step s':>12} {'peak GiB':>9}  device")
+    header = (f"{'config':<12} {'precision':<15} {'backend':<10} {'jit':<4} {'img/s':>8} "
+              f"{'first step s':>12} {'peak GiB':>9}  override / device")
     print(header)
     print("-" * len(header))
     for row in rows:
-        print(f"{row['config']:<12} {row['precision']:<15} {row['backend']:<10} "
+        print(f"{row['config']:<12} {row['precision']:<15} {row['backend']:<10} {row['jit']:<4} "
               f"{row['images_per_s']:>8.2f} {row['first_step_s']:>12.1f} "
-              f"{row['peak_memory_gib']:>9.2f}  {row['device']} ({row['memory']})")
+              f"{row['peak_memory_gib']:>9.2f}  {row['override']} / {row['device']} "
+              f"({row['memory']})")
 
 
 def main():
     args = _parse()
-    configs = args.config.split(",")
-    precisions = args.precision.split(",")
-    if len(configs) == 1 and len(precisions) == 1:
-        row = run_one(configs[0], precisions[0], args)
+    args.override = args.override or ["{}"]
+    for override in args.override:
+        json.loads(override)  # a bad one fails here, not in every child
+    axes = {"--config": args.config.split(","), "--precision": args.precision.split(","),
+            "--jit": args.jit.split(","), "--override": args.override}
+    unknown = sorted(set(axes["--jit"]) - {"auto", "on", "off"})
+    if unknown:
+        raise SystemExit(f"--jit: expected auto, on or off, got {unknown}")
+    if all(len(values) == 1 for values in axes.values()):
+        row = run_one(axes["--config"][0], axes["--precision"][0], args)
         print("ROW " + json.dumps(row))
         _print_table([row])
         if args.json:
             with open(args.json, "a") as handle:
                 handle.write(json.dumps(row) + "\n")
         return 0
+    # One process per variant, so each one's peak memory and compile caches are its own.
+    base = _without(sys.argv[1:], axes)
     rows = []
-    for config, precision in itertools.product(configs, precisions):
-        argv = [a for a in sys.argv[1:]]
-        for flag, value in (("--config", config), ("--precision", precision)):
-            if flag in argv:
-                argv[argv.index(flag) + 1] = value
-            else:
-                argv += [flag, value]
+    for variant in itertools.product(*axes.values()):
+        argv = base + [item for pair in zip(axes, variant) for item in pair]
         result = subprocess.run([sys.executable, __file__, *argv], capture_output=True,
                                 text=True)
         lines = [l for l in result.stdout.splitlines() if l.startswith("ROW ")]
         if result.returncode or not lines:
-            print(f"{config} {precision}: failed\n{result.stderr[-2000:]}", file=sys.stderr)
+            print(f"{' '.join(variant)}: failed\n{result.stderr[-2000:]}", file=sys.stderr)
             continue
         rows.append(json.loads(lines[-1][4:]))
     print()
     _print_table(rows)
     return 0
+
+
+def _without(argv, flags):
+    """argv without the given flags and their values (--flag value or --flag=value)."""
+    kept, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item in flags:
+            skip = True
+        elif item.split("=", 1)[0] not in flags:
+            kept.append(item)
+    return kept
 
 
 if __name__ == "__main__":

@@ -43,6 +43,19 @@ def naf_block(x, weights, tlc_kernel_size=None):
     return x + y * weights["gamma"]
 
 
+def _fold(step, x, stacked):
+    """`x = step(x, weights)` for each slice of `stacked` along its leading axis, as one loop.
+
+    `ops.scan`, except on TensorFlow: there Keras' scan is an unbounded `tf.while_loop`, whose
+    gradient XLA (`jit_compile=True`) cannot compile; `tf.foldl` bounds it."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.foldl(lambda features, weights: step(features, weights), stacked,
+                        initializer=x)
+    return ops.scan(lambda features, weights: (step(features, weights), None), x, stacked)[0]
+
+
 @keras.saving.register_keras_serializable(package="keras_mhdeblur")
 class NAFBlockStack(keras.layers.Layer):
     """`count` NAFBlocks in a row, (B, H, W, C) -> (B, H, W, C); the official
@@ -120,13 +133,14 @@ class NAFBlockStack(keras.layers.Layer):
     def call(self, x):
         weights = {name: ops.convert_to_tensor(variable) for name, variable in self.stacked.items()}
         if self.scan and self.count > 1:
-            def step(features, block_weights):
-                return naf_block(features, block_weights, self.tlc_kernel_size), None
-
-            x, _ = ops.scan(step, x, weights)
-            return x
+            return _fold(lambda features, block_weights: naf_block(
+                features, block_weights, self.tlc_kernel_size), x, weights)
+        # One unstack per weight: its gradient is a single concatenation. Indexing the stack
+        # block by block would give each block a gradient the size of the whole stack, summed
+        # 28 times over NAFNet-w32's deep level (measured 1.2-1.5x slower steps on the CPU).
+        per_block = {name: ops.unstack(value, axis=0) for name, value in weights.items()}
         for index in range(self.count):
-            x = naf_block(x, {name: value[index] for name, value in weights.items()},
+            x = naf_block(x, {name: values[index] for name, values in per_block.items()},
                           self.tlc_kernel_size)
         return x
 
