@@ -41,6 +41,9 @@ def _parse():
                         help='JSON of constructor overrides, e.g. \'{"width": 8}\' for a smoke run '
                              'or \'{"scan_blocks": true}\'; repeat it to compare variants')
     parser.add_argument("--json", help="append each row as a JSON line to this file")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds per variant when several run (a compile that does not "
+                             "finish is reported, and the next variant runs)")
     return parser.parse_args()
 
 
@@ -115,11 +118,12 @@ def run_one(config, precision, args):
     }
 
 
-def _print_table(rows):
-    header = (f"{'config':<12} {'precision':<15} {'backend':<10} {'jit':<4} {'img/s':>8} "
-              f"{'first step s':>12} {'peak GiB':>9}  override / device")
-    print(header)
-    print("-" * len(header))
+def _print_table(rows, header=True):
+    title = (f"{'config':<12} {'precision':<15} {'backend':<10} {'jit':<4} {'img/s':>8} "
+             f"{'first step s':>12} {'peak GiB':>9}  override / device")
+    if header:
+        print(title)
+        print("-" * len(title))
     for row in rows:
         print(f"{row['config']:<12} {row['precision']:<15} {row['backend']:<10} {row['jit']:<4} "
               f"{row['images_per_s']:>8.2f} {row['first_step_s']:>12.1f} "
@@ -146,17 +150,22 @@ def main():
                 handle.write(json.dumps(row) + "\n")
         return 0
     # One process per variant, so each one's peak memory and compile caches are its own.
-    base = _without(sys.argv[1:], axes)
+    base = _without(sys.argv[1:], {**axes, "--timeout": None})
     rows = []
     for variant in itertools.product(*axes.values()):
         argv = base + [item for pair in zip(axes, variant) for item in pair]
-        result = subprocess.run([sys.executable, __file__, *argv], capture_output=True,
-                                text=True)
+        try:
+            result = subprocess.run([sys.executable, __file__, *argv], capture_output=True,
+                                    text=True, timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            print(f"{' '.join(variant)}: did not finish in {args.timeout:.0f} s", flush=True)
+            continue
         lines = [l for l in result.stdout.splitlines() if l.startswith("ROW ")]
         if result.returncode or not lines:
             print(f"{' '.join(variant)}: failed\n{result.stderr[-2000:]}", file=sys.stderr)
             continue
         rows.append(json.loads(lines[-1][4:]))
+        _print_table(rows[-1:], header=len(rows) == 1)  # progress, in case a later one hangs
     print()
     _print_table(rows)
     return 0
