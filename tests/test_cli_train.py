@@ -157,3 +157,33 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path, capsys):
     names = [p.name for p in (run / "checkpoints").iterdir()]
     assert f"step-{step + 2:07d}.keras" in names
     assert not [name for name in names if name.startswith(".")]  # leftovers removed
+
+
+JAX_TRAIN = """
+import collections, json, sys
+import jax
+events = collections.Counter()
+jax.monitoring.register_event_listener(lambda event, **kwargs: events.update([event]))
+from keras_mhdeblur.cli import main
+code = main(ARGV)
+print(json.dumps({"code": code, "hits": events["/jax/compilation_cache/cache_hits"]}))
+"""
+
+
+@pytest.mark.slow
+def test_resumed_jax_run_loads_its_compiled_train_step(tmp_path):
+    """On JAX the run folder keeps compiled programs: a resumed run (a new process) loads the
+    train step from compile_cache/ instead of compiling it again."""
+    from helpers import run_python
+
+    out = tmp_path / "jax-run"
+    args = [a for a in TINY if a != "--no-jit-compile"]
+    args += ["--out", str(out), "--steps", "4", "--checkpoint-every", "2", "--val-every", "4",
+             "--val-synthetic", "2"]
+    first = json.loads(run_python(f"ARGV = {['train', *args, '--stop-at', '2']!r}\n" + JAX_TRAIN,
+                                  backend="jax").strip().splitlines()[-1])
+    assert first["code"] == 0 and any((out / "compile_cache").iterdir())
+    resumed = json.loads(run_python(f"ARGV = {['train', '--out', str(out), '--resume']!r}\n" +
+                                    JAX_TRAIN, backend="jax").strip().splitlines()[-1])
+    assert resumed["code"] == 0
+    assert resumed["hits"] > first["hits"], (first, resumed)
