@@ -30,6 +30,27 @@ def test_float32_matches_keras_layer_norm(magnitude):
                                keras.ops.convert_to_numpy(plain(x)), atol=1e-5)
 
 
+@pytest.mark.parametrize("magnitude", [1e-2, 1.0, 300.0])
+def test_gradient_matches_keras_layer_norm(magnitude):
+    """The per-pixel scale is outside the gradient (the result does not depend on it), and the
+    input gradient is still the LayerNorm's."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(2)
+    x = tf.constant((magnitude * rng.standard_normal((2, 4, 4, 16))).astype("float32"))
+    weights = tf.constant(rng.standard_normal((2, 4, 4, 16)).astype("float32"))
+    plain = keras.layers.LayerNormalization(epsilon=1e-6)
+    plain.build(x.shape)
+    gradients = []
+    for norm in (lambda v: channel_layer_norm(v, epsilon=1e-6), plain):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            total = tf.reduce_sum(weights * norm(x))
+        gradients.append(tape.gradient(total, x).numpy())
+    scale = np.abs(gradients[1]).max()
+    np.testing.assert_allclose(gradients[0], gradients[1], atol=1e-4 * scale)
+
+
 def test_float16_stays_finite_on_large_features():
     rng = np.random.default_rng(1)
     x = 300 * rng.standard_normal((1024, 512)) + 300 * rng.standard_normal((1024, 1))

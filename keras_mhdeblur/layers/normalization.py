@@ -30,7 +30,10 @@ def channel_layer_norm(x, gamma=None, beta=None, epsilon=1e-6):
         (..., C), same dtype as `x`. Equal to a float32 LayerNorm to ~1e-7 relative in float32.
     """
     dtype = x.dtype
-    scale = ops.maximum(ops.max(ops.abs(x), axis=-1, keepdims=True), ops.cast(_MIN_SCALE, dtype))
+    # The result does not depend on s (see the module doc), so its gradient is exactly zero:
+    # stopping it spares the backward pass the max's masks and keeps fewer activations.
+    scale = ops.stop_gradient(ops.maximum(ops.max(ops.abs(x), axis=-1, keepdims=True),
+                                          ops.cast(_MIN_SCALE, dtype)))
     # 1/s as rsqrt(s)^2: s^2 would overflow float16 for s > 256, and a division or a square
     # have no int8 kernel in TFLite (they would leave float islands in a full-int8 model).
     inverse_scale = ops.rsqrt(scale)
