@@ -102,7 +102,8 @@ losses = history.history["loss"]
 """
 
 
-@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+# JAX runs in a fresh process (20-45 s here), so it is in the slow set (pytest -m slow).
+@pytest.mark.parametrize("backend", ["tensorflow", pytest.param("jax", marks=pytest.mark.slow)])
 def test_short_fit_lowers_the_loss(backend):
     first, last = short_fit_losses(FIT, backend)
     assert last < first - 0.5, (first, last)

@@ -116,7 +116,7 @@ print(json.dumps(result))
 """
 
 
-# JAX runs in a fresh process (30-45 s here), so it is in the slow set (pytest -m slow).
+# JAX runs in a fresh process (20-45 s here), so it is in the slow set (pytest -m slow).
 @pytest.mark.parametrize("backend", ["tensorflow", pytest.param("jax", marks=pytest.mark.slow)])
 def test_inference_does_not_retrace_when_batch_or_size_changes(backend):
     out = run_python(f"CALLS = {CALLS!r}\n" + PREDICT, backend=backend)

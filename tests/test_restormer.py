@@ -98,7 +98,7 @@ losses = model.fit(x, y, batch_size=4, epochs=8, verbose=0).history["loss"]
 """
 
 
-# JAX runs in a fresh process (30-45 s here), so it is in the slow set (pytest -m slow).
+# JAX runs in a fresh process (20-45 s here), so it is in the slow set (pytest -m slow).
 @pytest.mark.parametrize("backend", ["tensorflow", pytest.param("jax", marks=pytest.mark.slow)])
 def test_short_fit_lowers_the_loss(backend):
     first, last = short_fit_losses(FIT, backend)
