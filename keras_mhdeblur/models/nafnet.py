@@ -51,8 +51,7 @@ def _fold(step, x, stacked):
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        return tf.foldl(lambda features, weights: step(features, weights), stacked,
-                        initializer=x)
+        return tf.foldl(step, stacked, initializer=x)
     return ops.scan(lambda features, weights: (step(features, weights), None), x, stacked)[0]
 
 
