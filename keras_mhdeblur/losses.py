@@ -3,7 +3,18 @@
 `MinOverHeads(base)` computes, per sample and per output, the error `base(y_true, y_pred)`, keeps
 the smallest over outputs and averages over the batch. The gradient of the min reaches only the
 winning output (with head combination that output is (x_i + x_j) / 2, so physical heads i and j
-each get half). There is no soft-min or diversity term: that is the whole method.
+each get half). There is no soft-min or diversity term: that is the whole official method.
+
+Two options of ours, off by default, weigh the outputs instead of keeping only the winner
+(docs/heads.md says why and what they measure):
+
+- annealed winner-takes-all (`temperature=T0`, `anneal_steps=N`): per sample the weights are a
+  soft-min `softmax(-error / T)` over outputs, held constant in the gradient, with T falling
+  linearly from T0 to 0 over the first N optimiser steps; from then on it is exactly the
+  official loss. At a high T every output is trained, so no head keeps the colour cast its
+  random initialisation gave it before the winners are decided.
+- relaxed winner-takes-all (`relaxation=eps`): the winner gets weight 1 - eps and each of the
+  other K' - 1 outputs eps / (K' - 1); the weights sum to 1.
 
 y_true: (B, H, W, C); y_pred: (B, K', H, W, C), or (B, H, W, C) for a single-output model.
 """
@@ -111,18 +122,37 @@ class MinOverHeads(keras.losses.Loss):
             (MPRNet's Charbonnier + 0.05 * edge), a name added with
             `register_base_error`, or a callable `(y_true, y_pred) -> (B, K')` per-output error.
         weight: multiplies the loss (the official `loss_weight`; 0.5 per stage for HINet).
+        temperature: T0 of annealed winner-takes-all, in the units of `base` (dB for "psnr");
+            0 (default) is the official hard minimum.
+        anneal_steps: optimiser steps over which T falls linearly from T0 to 0; None keeps T0
+            for ever (a plain soft-min). The model passes the step (`step_dependent`).
+        relaxation: eps of relaxed winner-takes-all (0 <= eps < 1); 0 (default) is official.
     """
 
-    def __init__(self, base="psnr", weight=1.0, reduction="sum_over_batch_size", name=None,
-                 **kwargs):
+    def __init__(self, base="psnr", weight=1.0, temperature=0.0, anneal_steps=None,
+                 relaxation=0.0, reduction="sum_over_batch_size", name=None, **kwargs):
         if isinstance(base, str) and base not in BASE_ERRORS:
             raise ValueError(
                 f"Unknown base error {base!r}; expected one of {sorted(BASE_ERRORS)} or a callable "
                 "(y_true, y_pred) -> (batch, outputs).")
         if not isinstance(base, str) and not callable(base):
             raise ValueError(f"base must be a name or a callable, got {base!r}")
+        if not float(temperature) >= 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature!r}")
+        if anneal_steps is not None and (int(anneal_steps) < 1 or float(temperature) == 0):
+            raise ValueError(f"anneal_steps={anneal_steps!r} needs temperature > 0 and a "
+                             "positive step count")
+        if not 0 <= float(relaxation) < 1:
+            raise ValueError(f"relaxation must be in [0, 1), got {relaxation!r}")
+        if float(temperature) > 0 and float(relaxation) > 0:
+            raise ValueError("choose one of temperature (annealed) and relaxation (relaxed), "
+                             "not both")
         self.base = base
         self.weight = float(weight)
+        self.temperature = float(temperature)
+        self.anneal_steps = None if anneal_steps is None else int(anneal_steps)
+        self.relaxation = float(relaxation)
+        self._step = None
         base_name = base if isinstance(base, str) else getattr(base, "__name__", "custom")
         super().__init__(name=name or f"min_over_heads_{base_name}", reduction=reduction, **kwargs)
 
@@ -141,13 +171,64 @@ class MinOverHeads(keras.losses.Loss):
         base = BASE_ERRORS[self.base] if isinstance(self.base, str) else self.base
         return base(y_true, y_pred)
 
+    @property
+    def is_official(self):
+        """True for the official hard minimum (no temperature, no relaxation)."""
+        return self.temperature == 0 and self.relaxation == 0
+
+    @property
+    def step_dependent(self):
+        """True when the loss changes with the optimiser step (an annealing schedule)."""
+        return self.anneal_steps is not None
+
+    def temperature_at(self, step):
+        """T at optimiser step `step` (a scalar tensor or number)."""
+        if self.anneal_steps is None:
+            return ops.convert_to_tensor(self.temperature, "float32")
+        progress = ops.cast(step, "float32") / float(self.anneal_steps)
+        return self.temperature * ops.maximum(1.0 - progress, 0.0)
+
+    def output_weights(self, errors, step=None):
+        """(B, K') weight of each output in the loss, constant in the gradient; rows sum to 1.
+        `step` is the optimiser step (needed with `anneal_steps`)."""
+        outputs = errors.shape[1]
+        winner = ops.one_hot(ops.argmin(errors, axis=1), outputs, dtype=errors.dtype)
+        if self.relaxation > 0 and outputs > 1:
+            loser = self.relaxation / (outputs - 1)
+            return ops.stop_gradient(winner * (1.0 - self.relaxation - loser) + loser)
+        if self.temperature == 0:
+            return winner
+        if self.step_dependent and step is None:
+            raise ValueError(f"{self.name}: anneal_steps is set, so the loss needs the optimiser "
+                             "step; compile it into a keras_mhdeblur model, which passes it")
+        temperature = self.temperature_at(0 if step is None else step)
+        # softmax(-e / T) is computed on e - min(e), so that T -> 0 stays finite and becomes the
+        # one-hot winner (exactly, once T is 0).
+        shifted = errors - ops.min(errors, axis=1, keepdims=True)
+        soft = ops.softmax(-shifted / ops.maximum(temperature, 1e-12), axis=1)
+        return ops.stop_gradient(ops.where(temperature > 0, soft, winner))
+
+    def __call__(self, y_true, y_pred, sample_weight=None, step=None):
+        """Keras' loss call, plus `step` (the optimiser step) for an annealing schedule."""
+        self._step = step
+        try:
+            return super().__call__(y_true, y_pred, sample_weight)
+        finally:
+            self._step = None
+
     def call(self, y_true, y_pred):
-        return self.weight * ops.min(self.per_output_error(y_true, y_pred), axis=1)
+        errors = self.per_output_error(y_true, y_pred)
+        if self.is_official:
+            return self.weight * ops.min(errors, axis=1)
+        weights = self.output_weights(errors, self._step)
+        return self.weight * ops.sum(weights * errors, axis=1)
 
     def get_config(self):
         base = self.base if isinstance(self.base, str) else keras.saving.serialize_keras_object(
             self.base)
-        return {**super().get_config(), "base": base, "weight": self.weight}
+        return {**super().get_config(), "base": base, "weight": self.weight,
+                "temperature": self.temperature, "anneal_steps": self.anneal_steps,
+                "relaxation": self.relaxation}
 
     @classmethod
     def from_config(cls, config):
@@ -159,3 +240,12 @@ class MinOverHeads(keras.losses.Loss):
 def MultiHeadPSNRLoss(weight=1.0, **kwargs):
     """The official multi-head PSNR loss (NAFNet w = 1, HINet w = 0.5 per stage)."""
     return MinOverHeads("psnr", weight=weight, **kwargs)
+
+
+def with_assignment(loss, temperature=0.0, anneal_steps=None, relaxation=0.0):
+    """`loss` (a `MinOverHeads`: a backbone's `default_loss()`) with the same base error and
+    weight and another winner assignment (see the module doc)."""
+    if not isinstance(loss, MinOverHeads):
+        raise ValueError(f"winner assignment options need a MinOverHeads loss, got {loss!r}")
+    return MinOverHeads(loss.base, weight=loss.weight, temperature=temperature,
+                        anneal_steps=anneal_steps, relaxation=relaxation)

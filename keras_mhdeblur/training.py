@@ -77,6 +77,10 @@ class TrainConfig:
         mixed_precision: None, "mixed_bfloat16" or "mixed_float16".
         jit_compile: XLA; None lets Keras decide ("auto").
         devices: data-parallel over this many devices; None: one device.
+        temperature, anneal_steps: annealed winner-takes-all (`MinOverHeads`): soft-min
+            temperature T0 in the loss's units (dB for PSNR), falling linearly to 0 over
+            `anneal_steps` steps (None: over the first half of `steps`). 0: the official loss.
+        relaxation: relaxed winner-takes-all, eps on the losers. 0: the official loss.
     """
 
     model: str = "nafnet-w32"
@@ -103,6 +107,9 @@ class TrainConfig:
     mixed_precision: str | None = None
     jit_compile: bool | None = None
     devices: int | None = None
+    temperature: float = 0.0
+    anneal_steps: int | None = None
+    relaxation: float = 0.0
 
     @classmethod
     def from_dict(cls, values, where="config"):
@@ -152,6 +159,18 @@ class TrainConfig:
             fail(f"lr must be positive, got {self.lr!r}")
         if self.devices is not None and (not isinstance(self.devices, int) or self.devices < 1):
             fail(f"devices must be a positive integer, got {self.devices!r}")
+        if not isinstance(self.temperature, (int, float)) or self.temperature < 0:
+            fail(f"temperature must be a number >= 0, got {self.temperature!r}")
+        if self.anneal_steps is not None and (not isinstance(self.anneal_steps, int)
+                                              or self.anneal_steps < 1):
+            fail(f"anneal_steps must be a positive integer, got {self.anneal_steps!r}")
+        if self.anneal_steps is not None and not self.temperature:
+            fail("anneal_steps needs a temperature > 0 (--temperature)")
+        if not isinstance(self.relaxation, (int, float)) or not 0 <= self.relaxation < 1:
+            fail(f"relaxation must be in [0, 1), got {self.relaxation!r}")
+        if self.temperature and self.relaxation:
+            fail("choose one winner assignment: --temperature (annealed) or --relaxation "
+                 "(relaxed), not both")
 
     def model_arguments(self):
         """Constructor overrides for `build_model`."""
@@ -280,9 +299,23 @@ def build_training_model(config):
                         **config.model_arguments())
     schedule = optimizers.official_schedule(model.recipe, config.steps, config.lr)
     optimizer = optimizers.official_optimizer(model.recipe, learning_rate=schedule)
-    model.compile(optimizer=optimizer,
+    model.compile(optimizer=optimizer, loss=training_loss(model, config),
                   jit_compile="auto" if config.jit_compile is None else config.jit_compile)
     return model
+
+
+def training_loss(model, config):
+    """The backbone's official loss, with the run's winner assignment (annealed or relaxed)."""
+    from keras_mhdeblur.losses import with_assignment
+
+    loss = model.default_loss()
+    if not config.temperature and not config.relaxation:
+        return loss
+    anneal_steps = None
+    if config.temperature:
+        anneal_steps = config.anneal_steps or max(1, config.steps // 2)
+    return with_assignment(loss, temperature=float(config.temperature),
+                           anneal_steps=anneal_steps, relaxation=float(config.relaxation))
 
 
 def check_model_matches(model, config, path):
@@ -497,7 +530,7 @@ def _distribution(devices):
 
 
 def train(config, run_dir, *, resume=False, overwrite=False, stop_at=None, verbose="auto",
-          log=print):
+          log=print, callbacks=()):
     """Trains (or resumes) a run in `run_dir`; see the module doc for the files written.
 
     Args:
@@ -510,6 +543,8 @@ def train(config, run_dir, *, resume=False, overwrite=False, stop_at=None, verbo
         stop_at: stop this session at this step (a checkpoint is written there); resume later.
         verbose: Keras `fit` verbosity (the progress bar).
         log: where progress lines go.
+        callbacks: more Keras callbacks for `fit` (after the run's own; an epoch is one
+            checkpoint interval).
 
     Returns:
         `TrainResult`.
@@ -564,7 +599,7 @@ def train(config, run_dir, *, resume=False, overwrite=False, stop_at=None, verbo
         dataset = training_data(config, start_step)
         every = config.checkpoint_every
         callbacks = [RunCheckpoints(run, config, start_step, stop_step, validation, state),
-                     *log_callbacks(run, start_step, every, log)]
+                     *log_callbacks(run, start_step, every, log), *callbacks]
         log(f"{type(model).__name__}: {model.count_params():,} parameters, {model.num_outputs} "
             f"output(s); steps {start_step}..{stop_step} of {config.steps}, batch {config.batch}, "
             f"crop {config.crop}, checkpoint every {every} steps -> {run.path}")

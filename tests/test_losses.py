@@ -83,3 +83,75 @@ def test_loss_serializes():
     loss = MinOverHeads("l1", weight=0.5)
     restored = keras.losses.deserialize(keras.losses.serialize(loss))
     assert isinstance(restored, MinOverHeads) and restored.base == "l1" and restored.weight == 0.5
+
+
+# ---- winner assignment options (annealed, relaxed) -------------------------------------------
+def _errors(y_true, y_pred):
+    return MinOverHeads("psnr").per_output_error(y_true, y_pred)
+
+
+def test_annealed_loss_at_temperature_zero_equals_hard_winner_takes_all():
+    y_true, y_pred = _batch()
+    hard = float(MinOverHeads("psnr")(y_true, y_pred))
+    annealed = MinOverHeads("psnr", temperature=3.0, anneal_steps=100)
+    # T falls linearly: 3 at step 0, 1.5 at 50, 0 from step 100 on
+    np.testing.assert_allclose(float(annealed.temperature_at(50)), 1.5, rtol=1e-6)
+    for step in (100, 250):
+        np.testing.assert_allclose(float(annealed(y_true, y_pred, step=step)), hard, rtol=1e-6)
+    # a vanishing temperature is the hard minimum too (no overflow on the way)
+    tiny = MinOverHeads("psnr", temperature=1e-6)
+    np.testing.assert_allclose(float(tiny(y_true, y_pred)), hard, rtol=1e-5)
+
+
+def test_annealed_weights_are_the_soft_min_and_stop_in_the_gradient():
+    y_true, y_pred = _batch()
+    errors = keras.ops.convert_to_numpy(_errors(y_true, y_pred))
+    temperature = 2.0
+    soft = np.exp(-errors / temperature)
+    soft /= soft.sum(axis=1, keepdims=True)
+    loss_fn = MinOverHeads("psnr", temperature=temperature)
+    np.testing.assert_allclose(float(loss_fn(y_true, y_pred)), (soft * errors).sum(1).mean(),
+                               rtol=1e-5)
+    # the gradient is that of sum_k q_k e_k with q held constant: every output gets q_k of it
+    variable = tf.Variable(y_pred)
+    with tf.GradientTape() as tape:
+        loss = loss_fn(y_true, variable)
+    gradient = tape.gradient(loss, variable).numpy()
+    with tf.GradientTape() as tape:
+        errors_t = _errors(y_true, variable)
+    per_output = tape.jacobian(errors_t, variable).numpy()  # (B, K, B, K, H, W, C)
+    expected = np.einsum("bk,bkncxyz->ncxyz", soft / len(y_true), per_output)
+    np.testing.assert_allclose(gradient, expected, rtol=1e-4, atol=1e-7)
+    assert (np.abs(gradient).sum(axis=(2, 3, 4)) > 0).all()  # every output is trained
+
+
+def test_relaxed_weights_sum_to_one_with_eps_shared_by_the_losers():
+    y_true, y_pred = _batch(outputs=5)
+    loss_fn = MinOverHeads("psnr", relaxation=0.2)
+    errors = _errors(y_true, y_pred)
+    weights = keras.ops.convert_to_numpy(loss_fn.output_weights(errors))
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-6)
+    winners = keras.ops.convert_to_numpy(errors).argmin(axis=1)
+    for n, winner in enumerate(winners):
+        np.testing.assert_allclose(weights[n, winner], 0.8, rtol=1e-6)
+        np.testing.assert_allclose(np.delete(weights[n], winner), 0.05, rtol=1e-6)
+    errors = keras.ops.convert_to_numpy(errors)
+    np.testing.assert_allclose(float(loss_fn(y_true, y_pred)), (weights * errors).sum(1).mean(),
+                               rtol=1e-5)
+
+
+def test_assignment_options_validate_and_serialize():
+    with pytest.raises(ValueError, match="not both"):
+        MinOverHeads(temperature=1.0, relaxation=0.1)
+    with pytest.raises(ValueError, match="relaxation"):
+        MinOverHeads(relaxation=1.0)
+    with pytest.raises(ValueError, match="anneal_steps"):
+        MinOverHeads(anneal_steps=10)
+    with pytest.raises(ValueError, match="optimiser step"):
+        y_true, y_pred = _batch()
+        MinOverHeads(temperature=1.0, anneal_steps=10)(y_true, y_pred)
+    loss = MinOverHeads("l1", weight=0.5, temperature=2.0, anneal_steps=300)
+    restored = keras.losses.deserialize(keras.losses.serialize(loss))
+    assert (restored.temperature, restored.anneal_steps, restored.relaxation) == (2.0, 300, 0.0)
+    assert restored.step_dependent and not restored.is_official
+    assert MinOverHeads().is_official and not MinOverHeads().step_dependent

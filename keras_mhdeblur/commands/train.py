@@ -67,6 +67,16 @@ def register(subparsers):
     loop.add_argument("--jit-compile", action=argparse.BooleanOptionalAction,
                       help="XLA on or off (default: Keras decides)")
     loop.add_argument("--devices", type=positive_int, help="data-parallel over N devices")
+    heads = parser.add_argument_group(
+        "winner assignment (default: the official hard winner-takes-all; see docs/heads.md)")
+    heads.add_argument("--temperature", type=float, metavar="T0",
+                       help="annealed winner-takes-all: soft-min temperature at step 0, in the "
+                       "loss's units (dB for the PSNR loss)")
+    heads.add_argument("--anneal-steps", type=positive_int, metavar="N",
+                       help="steps over which the temperature falls to 0 (default: half of "
+                       "--steps); the official loss from then on")
+    heads.add_argument("--relaxation", type=float, metavar="EPS",
+                       help="relaxed winner-takes-all: weight EPS shared by the losers")
     parser.set_defaults(func=train_command)
 
 

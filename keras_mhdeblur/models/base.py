@@ -36,7 +36,7 @@ class MultiHeadRestorationModel(keras.Model):
     recipe = "nafnet"
 
     def __init__(self, heads=4, combine_heads=True, single_output=False, selected_output=None,
-                 output_format="list", **kwargs):
+                 output_format="list", output_scorer=None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(heads, int) or heads < 1:
             raise ValueError(f"heads must be an integer >= 1, got {heads!r}")
@@ -57,6 +57,17 @@ class MultiHeadRestorationModel(keras.Model):
         # 8-bit-accurate targets, which bfloat16's 8-bit mantissa cannot represent.
         self.head_output = MultiHeadOutput(heads, self.combine_heads, name="head_output",
                                            dtype="float32")
+        # The optional branch that predicts which output wins (keras_mhdeblur.scoring, the
+        # "auto" output); None for models without one, official weight files included.
+        self.output_scorer_config = None if output_scorer is None else dict(output_scorer)
+        self.output_scorer = None
+        if output_scorer is not None:
+            if self.num_outputs < 2:
+                raise ValueError("output_scorer needs several outputs (heads > 1)")
+            from keras_mhdeblur.scoring import OutputScorer
+
+            self.output_scorer = OutputScorer(self.num_outputs, name="output_scorer",
+                                              dtype="float32", **self.output_scorer_config)
         self._set_untracked(restoration_loss=None, restoration_metrics=[])
 
     # ---- the part each backbone writes ----------------------------------------------------
@@ -79,7 +90,12 @@ class MultiHeadRestorationModel(keras.Model):
         """Creates every weight now, so `summary()`, `count_params()` and weight import work
         right after construction."""
         size = 2 * self.pad_multiple
-        self(ops.zeros((1, size, size, 3)))
+        image = ops.zeros((1, size, size, 3))
+        if self.output_scorer is not None:
+            # Built first: `call` does not use the branch, and Keras warns about a model whose
+            # sublayers are unbuilt after its first call.
+            self.output_scorer.build(image.shape)
+        self(image)
 
     def call(self, image):
         if len(image.shape) != 4 or image.shape[-1] != 3:
@@ -159,6 +175,27 @@ class MultiHeadRestorationModel(keras.Model):
         # final stage.
         self._set_untracked(restoration_loss=loss, restoration_metrics=list(metrics))
         self._compile_config.config.update(loss=loss, metrics=list(metrics))
+        if getattr(loss, "step_dependent", False):
+            self._add_loss_step()
+
+    def _add_loss_step(self):
+        """The step an annealing loss schedule reads: a model variable counted in
+        `compute_loss`, because on JAX the optimiser's own counter is not part of the state
+        the loss is traced with (it would be frozen at trace time). It is saved with the
+        weights, so a resumed run continues the schedule; it equals `optimizer.iterations`."""
+        if getattr(self, "loss_step", None) is not None:
+            return
+        # Built models lock their state; the variable belongs to the training setup, so it is
+        # added here rather than to every model (official weight files stay as they are).
+        locked = self._tracker.locked
+        self._tracker.unlock()
+        try:
+            self.loss_step = self.add_weight(shape=(), dtype="int64", initializer="zeros",
+                                             trainable=False, name="loss_step",
+                                             aggregation="only_first_replica")
+        finally:
+            if locked:
+                self._tracker.lock()
 
     def compile_from_config(self, config):
         # Keras skips this for models with a custom compile(); ours takes the same arguments,
@@ -170,10 +207,17 @@ class MultiHeadRestorationModel(keras.Model):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         loss_fn = self.restoration_loss or self.default_loss()
+        step_dependent = getattr(loss_fn, "step_dependent", False)
+        if step_dependent and getattr(self, "loss_step", None) is None:
+            raise ValueError(f"{self.name}: the loss follows a schedule over steps; pass it to "
+                             "compile() so that the model keeps the step for it")
+        step = {"step": ops.convert_to_tensor(self.loss_step)} if step_dependent else {}
         total = None
         for prediction in self.stage_outputs(y_pred):
-            stage_loss = loss_fn(y, prediction, sample_weight)
+            stage_loss = loss_fn(y, prediction, sample_weight, **step)
             total = stage_loss if total is None else total + stage_loss
+        if step_dependent and training:
+            self.loss_step.assign_add(ops.ones((), "int64"))
         for extra in self.losses:
             total = total + ops.sum(ops.cast(extra, total.dtype))
         return total
@@ -201,6 +245,7 @@ class MultiHeadRestorationModel(keras.Model):
             "combine_heads": self.combine_heads,
             "selected_output": self.selected_output,
             "output_format": self.output_format,
+            "output_scorer": self.output_scorer_config,
         }
 
 
