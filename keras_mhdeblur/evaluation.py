@@ -74,6 +74,14 @@ class MultiHeadEvaluation:
     def __init__(self, compute_ssim=True):
         self.compute_ssim = compute_ssim
         self.names, self.psnr, self.ssim = [], [], []
+        self.auto_psnr, self.auto_ssim = [], []
+
+    def add_auto(self, output, reference):
+        """Scores the image's "auto" output (keras_mhdeblur.scoring), a row of its own."""
+        reference, restored = to_uint8(reference), to_uint8(output)
+        self.auto_psnr.append(psnr_uint8(restored, reference))
+        if self.compute_ssim:
+            self.auto_ssim.append(ssim3d_uint8(restored, reference))
 
     def add(self, outputs, reference, name=None):
         outputs = np.asarray(outputs)
@@ -108,6 +116,10 @@ class MultiHeadEvaluation:
             "best_single_head_psnr": float(per_output.max()),
             "wins_psnr": np.bincount(psnr.argmax(axis=1), minlength=psnr.shape[1]).tolist(),
         }
+        if self.auto_psnr:
+            result["auto_psnr"] = float(np.mean(self.auto_psnr))
+            if self.compute_ssim:
+                result["auto_ssim"] = float(np.mean(self.auto_ssim))
         if self.compute_ssim:
             ssim = np.array(self.ssim)
             result.update(per_output_ssim=ssim.mean(axis=0).tolist(),
@@ -121,7 +133,8 @@ def evaluate_model(model, pairs, *, tile=None, overlap=32, compute_ssim=True, to
     """Runs `model` over (name, blurry, sharp) pairs and scores every output officially.
 
     Args:
-        model: a keras_mhdeblur model (all K' outputs are scored; a single-head model has one).
+        model: a keras_mhdeblur model (all K' outputs are scored; a single-head model has one;
+            a model with a scoring branch also gets its "auto" output scored, `auto_psnr`).
         pairs: iterable of (name, blurry, sharp) with float (H, W, 3) images in [0, 1], e.g.
             `keras_mhdeblur.data.iter_evaluation_pairs(find_pairs(root))`.
         tile, overlap: tiled inference for large images (see `inference.restore`); None for
@@ -141,8 +154,13 @@ def evaluate_model(model, pairs, *, tile=None, overlap=32, compute_ssim=True, to
         total = len(pairs)
     bar = keras.utils.Progbar(total, unit_name="image") if progress else None
     evaluation = MultiHeadEvaluation(compute_ssim)
+    with_auto = getattr(model, "output_scorer", None) is not None
     for name, blurry, sharp in pairs:
-        outputs = restore(model, blurry, which="all", tile=tile, overlap=overlap)
+        outputs = restore(model, blurry, which="all+auto" if with_auto else "all", tile=tile,
+                          overlap=overlap)
+        if with_auto:
+            evaluation.add_auto(outputs[-1], sharp)
+            outputs = outputs[:-1]
         psnr, _ = evaluation.add(outputs, sharp, name)
         if bar is not None:
             bar.add(1, values=[("best_psnr", max(psnr))])
@@ -196,6 +214,9 @@ def format_summary(summary, title=None):
                   f"{'worst':<24}{summary['worst_psnr']:10.3f}{worst_ssim}",
                   f"{f'best single head ({head})':<24}{summary['best_single_head_psnr']:10.3f}"
                   f"{head_ssim}"]
+    if "auto_psnr" in summary:
+        auto_ssim = f"{summary['auto_ssim']:9.4f}" if "auto_ssim" in summary else f"{'-':>9}"
+        lines.append(f"{'auto (scoring branch)':<24}{summary['auto_psnr']:10.3f}{auto_ssim}")
     lines.append(f"({count} image{'s' if count != 1 else ''}; 8-bit PSNR and 3-D SSIM as the "
                  "official code computes them)")
     return "\n".join(lines)

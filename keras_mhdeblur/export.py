@@ -185,8 +185,9 @@ def add_output_arguments(parser):
     """Adds the flags the export tools share to an argparse parser: --heads, --layout,
     --uint8-io, --overwrite (see `serving_function`)."""
     parser.add_argument("--heads", default=None,
-                        help="all, selected or an output index (default: selected when the model "
-                        "has a selected output, else all)")
+                        help="all, selected, auto (the scoring branch's fusion; the selected "
+                        "output without one) or an output index (default: selected when the "
+                        "model has a selected output, else all)")
     parser.add_argument("--layout", choices=LAYOUTS, default="heads",
                         help="heads: (1, K', H, W, 3) like Keras; channels: (1, H, W, 3K'), "
                         "output k in channels 3k..3k+2, for mobile GPU delegates (default: heads)")
@@ -234,8 +235,14 @@ def resolve_output(model, heads=None):
     """The output index to export, or None for all of them.
 
     heads: None (the selected output once `model.selected_output` is set, else all), "all",
-        "selected", or an index (int or digit string) in [0, K').
+        "selected", "auto" (the scoring branch's fusion, keras_mhdeblur.scoring; the selected
+        output for a model without one), or an index (int or digit string) in [0, K').
+    Returns None (all), an index, or "auto".
     """
+    if heads == "auto" and not model.single_output:
+        if getattr(model, "output_scorer", None) is not None:
+            return "auto"
+        heads = "selected" if model.selected_output is not None else 0
     if model.single_output:
         if heads in (None, "all", "selected", 0, "0"):
             return None
@@ -251,7 +258,8 @@ def resolve_output(model, heads=None):
                               "first, or pass an index or 'all'")
         return model.selected_output
     if not str(heads).isdigit():
-        raise ExportError(f"--heads must be all, selected or an output index; got {heads!r}")
+        raise ExportError(f"--heads must be all, selected, auto or an output index; got "
+                          f"{heads!r}")
     index = int(heads)
     if not 0 <= index < model.num_outputs:
         raise ExportError(f"--heads {index}: the model has {model.num_outputs} outputs "
@@ -274,7 +282,11 @@ def serving_function(model, output=None, layout="heads", uint8_io=False):
     def restore(image):
         x = tf.cast(image, tf.float32) / 255.0 if uint8_io else image
         y = model.final_output(model(x, training=False))
-        if output is not None:
+        if output == "auto":
+            from keras_mhdeblur.scoring import auto_output
+
+            y = auto_output(model, x, y)
+        elif output is not None:
             y = y[:, output]
         if uint8_io:
             y = _to_uint8(tf.clip_by_value(y, 0.0, 1.0))

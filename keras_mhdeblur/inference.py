@@ -31,16 +31,36 @@ def with_tlc(model, train_size):
     return rebuilt(model, tlc_train_size=tuple(int(s) for s in train_size))
 
 
+def has_auto_output(model):
+    """True when the model has a scoring branch (keras_mhdeblur.scoring) for `which="auto"`."""
+    return getattr(model, "output_scorer", None) is not None
+
+
 def select_outputs(model, final, which="all"):
     """Final-stage outputs of one batch (`model.final_output(model(x))`, or `Predictor`'s
-    result) -> (B, K', H, W, 3) ('all') or (B, H, W, 3).
+    result, which carries the auto output after the K' outputs when the model has a scorer)
+    -> (B, K', H, W, 3) ('all') or (B, H, W, 3).
 
-    which: "all", "selected" (the model's `selected_output`, or all when none is stored), or an
-    output index.
+    which: "all", "selected" (the model's `selected_output`, or all when none is stored),
+    "auto" (the scorer's fusion of the outputs; without a scorer the selected output, else
+    output 0), "all+auto" (B, K' + 1, H, W, 3): all outputs, then auto; or an output index.
     """
     final = keras.ops.convert_to_numpy(final)
     if model.single_output:
         return final
+    carries_auto = final.shape[1] == model.num_outputs + 1
+    if which == "all+auto":
+        auto = select_outputs(model, final, "auto")
+        return np.concatenate([final[:, :model.num_outputs], auto[:, None]], axis=1)
+    if which == "auto":
+        if carries_auto:
+            return final[:, model.num_outputs]
+        if has_auto_output(model):
+            from keras_mhdeblur.scoring import auto_output
+
+            return keras.ops.convert_to_numpy(auto_output(model, None, final))
+        which = 0 if model.selected_output is None else model.selected_output
+    final = final[:, :model.num_outputs]
     if which == "selected":
         which = "all" if model.selected_output is None else model.selected_output
     if which == "all":
@@ -90,14 +110,26 @@ class Predictor:
 
             self._compiled = jax.jit(self._stateless_forward)
 
+    def _with_auto(self, images, final):
+        # With a scoring branch, its fused "auto" output rides along after the K' outputs.
+        if not has_auto_output(self.model):
+            return final
+        auto = self.model.output_scorer.fuse(images, final)
+        return keras.ops.concatenate([final, keras.ops.cast(auto, final.dtype)[:, None]], axis=1)
+
     def _forward(self, images):
         self.traces += 1  # runs only while tracing
-        return self.model.final_output(self.model(images, training=False))
+        return self._with_auto(images, self.model.final_output(self.model(images, training=False)))
 
     def _stateless_forward(self, trainable, non_trainable, images):
         self.traces += 1
-        outputs, _ = self.model.stateless_call(trainable, non_trainable, images)
-        return self.model.final_output(outputs)
+        model = self.model
+        mapping = [*zip(model.trainable_variables, trainable),
+                   *zip(model.non_trainable_variables, non_trainable)]
+        # One scope for the model and its scoring branch: both read the weights passed in.
+        with keras.StatelessScope(state_mapping=mapping):
+            final = model.final_output(model(images, training=False))
+            return self._with_auto(images, final)
 
     def __call__(self, images):
         images = np.asarray(images, np.float32)
@@ -179,7 +211,7 @@ def restore(model, image, which="selected", tile=None, overlap=32, batch_size=4)
     Args:
         model: a keras_mhdeblur model.
         image: (H, W, 3) float in [0, 1] (uint8 is scaled).
-        which: "all", "selected" or an output index (see `select_outputs`).
+        which: "all", "selected", "auto" or an output index (see `select_outputs`).
         tile: None for the whole image at once (padding handles any size), or the tile size in
             pixels for large photos. The image is padded as the model pads it, and cut into tiles
             that overlap by `overlap` pixels (tile rounded down and overlap up to multiples of

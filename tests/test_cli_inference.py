@@ -137,4 +137,36 @@ def test_bad_inputs_fail_with_the_file_named(files, tmp_path, capsys):
                  "--overlap", "32"]) == 1
     assert "--overlap must be in [0, --tile)" in capsys.readouterr().err
     assert main(["deblur", model, str(root / "photos"), "--out", str(out), "--output", "5"]) == 1
-    assert "--output 5: the model has 3 output(s)" in capsys.readouterr().err
+    assert "--output 5: expected auto, selected or an output index; the model has 3 output(s)" \
+        in capsys.readouterr().err
+
+
+def test_add_scorer_then_auto_in_deblur_and_evaluate(files, tmp_path, capsys):
+    root, model, pairs = files
+    scored_path = tmp_path / "scored.keras"
+    assert main(["add-scorer", str(root / "model.keras"), str(scored_path), "--synthetic",
+                 "--crop", "32", "--batch", "2", "--steps", "3"]) == 0
+    scored = load_model(scored_path, compile=False)
+    assert scored.output_scorer is not None
+    photo = read_image(root / "photos" / "photo0.png")
+    np.testing.assert_allclose(restore(scored, photo, which="all"),
+                               restore(model, photo, which="all"), atol=1e-6)  # frozen
+    out = tmp_path / "auto"
+    assert main(["deblur", str(scored_path), str(root / "photos" / "photo0.png"), "--out",
+                 str(out), "--sheet"]) == 0  # auto is the default with a branch
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "photo0.png")),
+                                  to_uint8(restore(scored, photo, which="auto")))
+    capsys.readouterr()
+    assert main(["evaluate", str(scored_path), "--data", str(root / "data"), "--no-ssim"]) == 0
+    assert "auto (scoring branch)" in capsys.readouterr().out
+    # refusals: an existing OUT, no data source, a crop off the patch grid
+    assert main(["add-scorer", str(root / "model.keras"), str(scored_path), "--synthetic"]) == 1
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert main(["add-scorer", str(root / "model.keras"), str(tmp_path / "x.keras")]) == 1
+    assert "--data DIR or --synthetic" in capsys.readouterr().err
+    assert main(["add-scorer", str(root / "model.keras"), str(tmp_path / "x.keras"),
+                 "--synthetic", "--crop", "36"]) == 1
+    assert "multiple of --patch-size" in capsys.readouterr().err
+    assert main(["deblur", str(root / "model.keras"), str(root / "photos" / "photo0.png"),
+                 "--out", str(tmp_path / "fallback"), "--output", "auto"]) == 0
+    assert "no scoring branch" in capsys.readouterr().err

@@ -22,8 +22,9 @@ def register(subparsers):
     parser.add_argument("--out", required=True, metavar="OUT_DIR", help="output folder")
     parser.add_argument("--all-heads", action="store_true",
                         help="write every output as NAME_out{k}.png")
-    parser.add_argument("--output", type=int, metavar="K",
-                        help="write output K instead of the selected one")
+    parser.add_argument("--output", metavar="auto|selected|K",
+                        help="which output to write: auto (the scoring branch's fusion; default "
+                        "for models that have one), selected (default otherwise) or an index")
     parser.add_argument("--sheet", action="store_true",
                         help="also write NAME_sheet.png: input, every output and the per-pixel "
                         "spread across heads (bright = the heads disagree)")
@@ -87,10 +88,21 @@ def deblur_command(args):
     if out_dir.exists() and not out_dir.is_dir():
         raise CommandError(f"--out {out_dir}: exists and is not a folder")
     model = load_inference_model(args)
+    from keras_mhdeblur.inference import has_auto_output
+
     outputs = model.num_outputs
-    if args.output is not None and not 0 <= args.output < outputs:
-        raise CommandError(f"--output {args.output}: the model has {outputs} output(s) "
-                           f"(0..{outputs - 1})")
+    requested = args.output
+    if requested is None and has_auto_output(model):
+        requested = "auto"
+    if requested not in (None, "auto", "selected"):
+        if not str(requested).isdigit() or not 0 <= int(requested) < outputs:
+            raise CommandError(f"--output {requested}: expected auto, selected or an output "
+                               f"index; the model has {outputs} output(s) (0..{outputs - 1})")
+        requested = int(requested)
+    if requested == "auto" and not has_auto_output(model):
+        print(f"mhdeblur deblur: note: {args.model} has no scoring branch; --output auto writes "
+              "its selected head", file=sys.stderr)
+        requested = None
     plan = {path: planned_outputs(path, out_dir, outputs, args.all_heads and outputs > 1,
                                   args.sheet) for path in paths}
     existing = [str(f) for files in plan.values() for f in files if f.exists()]
@@ -99,12 +111,16 @@ def deblur_command(args):
                                           else "")
         raise CommandError(f"{shown}: already exist{'s' if len(existing) == 1 else ''}; pass "
                            "--overwrite to replace, or choose another --out")
-    chosen = args.output if args.output is not None else model.selected_output
-    if outputs > 1 and chosen is None and not args.all_heads:
+    auto = requested == "auto"
+    chosen = requested if isinstance(requested, int) else model.selected_output
+    if outputs > 1 and chosen is None and not args.all_heads and not auto:
         chosen = 0
         print(f"mhdeblur deblur: warning: {args.model} has no selected head (run `mhdeblur "
               "select-head` on validation data); writing output 0", file=sys.stderr)
-    which = "all" if (args.all_heads or args.sheet) and outputs > 1 else (chosen or 0)
+    if (args.all_heads or args.sheet) and outputs > 1:
+        which = "all+auto" if auto else "all"
+    else:
+        which = "auto" if auto else (chosen or 0)
     out_dir.mkdir(parents=True, exist_ok=True)
     for number, path in enumerate(paths, 1):
         start = time.perf_counter()
@@ -115,12 +131,16 @@ def deblur_command(args):
         if args.all_heads and outputs > 1:
             for k in range(outputs):
                 write_png(files[k], restored[k])
+        elif restored.ndim == 4:
+            write_png(files[0], restored[-1] if auto else restored[chosen])
         else:
-            write_png(files[0], restored[chosen] if restored.ndim == 4 else restored)
+            write_png(files[0], restored)
         if args.sheet:
             labels = [f"out {k}{' (selected)' if k == model.selected_output else ''}"
                       for k in range(outputs)]
-            write_png(files[-1], contact_sheet(image, restored, labels))
+            extra = [("auto", restored[-1])] if auto and restored.ndim == 4 else ()
+            heads = restored[:outputs] if restored.ndim == 4 else restored
+            write_png(files[-1], contact_sheet(image, heads, labels, extra=extra))
         height, width = image.shape[:2]
         print(f"[{number}/{len(paths)}] {path} ({width}x{height}) -> "
               f"{', '.join(f.name for f in files)} in {time.perf_counter() - start:.1f} s")

@@ -56,6 +56,8 @@ def official_parameter_map(model):
 
     def visit(layer, prefix):
         for sublayer in layer._flatten_layers(include_self=False, recursive=False):
+            if getattr(sublayer, "is_official", True) is False:
+                continue  # our own additions (the scoring branch) have no official weights
             path = f"{prefix}.{sublayer.name}" if prefix else sublayer.name
             for name, item in _layer_parameters(sublayer).items():
                 mapping[f"{path}.{name}"] = item if len(item) == 3 else (*item, None)

@@ -1,0 +1,243 @@
+"""The heads protocol (docs/heads.md): do the K heads stay alive, and what does a user ship?
+
+For each seed, trains the demo's small NAFNet on built-in synthetic blur once per variant (same
+data and initialisation per seed: the seed sets both) and scores it on held-out pairs:
+
+    single     one head (the baseline)
+    official   K = 4 with head combination, the official hard winner-takes-all loss
+    nocombine  K = 4 without combination (diagnosis)
+    annealed   annealed winner-takes-all, T0 = --temperature dB, falling to 0 over half the steps
+    relaxed    relaxed winner-takes-all, eps = --relaxation
+
+While training, a probe of held-out pairs records per output the win share and the colour bias
+(per-channel mean of the output minus the target's, in 8-bit levels) at every checkpoint, which
+is the diagnosis of how the physical heads drift. Every run is a normal `mhdeblur train` run
+folder (resumable); a finished run's figures go to <out>/<variant>-seed<N>.json and are not
+computed again, so the command can be stopped and started again.
+
+    python experiments/heads_protocol.py --label random --out runs/heads-random
+    python experiments/heads_protocol.py --label middle --steps 1500 --out runs/heads-middle
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_mhdeblur.demo import DEMO_MODEL
+from keras_mhdeblur.evaluation import evaluate_inputs, evaluate_model, select_output
+from keras_mhdeblur.heads import output_pairs, physical_head_outputs
+from keras_mhdeblur.inference import restore
+from keras_mhdeblur.saving import write_json
+from keras_mhdeblur.scoring import FUSIONS, fit_scorer, with_output_scorer
+from keras_mhdeblur.training import (TEST_SEED_OFFSET, TrainConfig, synthetic_stream, train,
+                                     validation_pairs)
+
+VARIANTS = ("single", "official", "nocombine", "annealed", "relaxed")
+
+
+def variant_config(variant, args, seed):
+    common = dict(DEMO_MODEL, synthetic=True, synthetic_label=args.label, crop=args.crop,
+                  batch=args.batch, steps=args.steps, val_synthetic=args.val_pairs,
+                  checkpoint_every=args.probe_every, val_every=args.steps, keep=1, seed=seed)
+    changes = {"single": dict(heads=1), "official": {}, "nocombine": dict(combine_heads=False),
+               "annealed": dict(temperature=args.temperature),
+               "relaxed": dict(relaxation=args.relaxation)}
+    if variant not in changes:
+        raise SystemExit(f"--variants: unknown variant {variant!r}; expected {VARIANTS}")
+    return TrainConfig(**{"heads": 4, **common, **changes[variant]})
+
+
+def colour_bias(outputs, sharp):
+    """(N, K', H, W, 3), (N, H, W, 3) -> (K', 3): mean over images of the per-channel mean of
+    the clamped output minus the target's, in 8-bit levels."""
+    means = np.clip(outputs, 0, 1).mean(axis=(2, 3)) - sharp.mean(axis=(1, 2))[:, None]
+    return 255.0 * means.mean(axis=0)
+
+
+def probe(model, blurry, sharp):
+    """Win share and colour bias of every output on the probe pairs."""
+    outputs = np.stack([restore(model, image, which="all") for image in blurry])
+    if outputs.ndim == 4:
+        outputs = outputs[:, None]
+    mse = ((np.clip(outputs, 0, 1) - sharp[:, None]) ** 2).mean(axis=(2, 3, 4))
+    wins = np.bincount(mse.argmin(axis=1), minlength=outputs.shape[1]) / len(blurry)
+    return {"wins": wins.tolist(), "colour_bias": colour_bias(outputs, sharp).tolist(),
+            "outputs": outputs}
+
+
+class Probe(keras.callbacks.Callback):
+    def __init__(self, blurry, sharp, start_step, every, history):
+        super().__init__()
+        self.blurry, self.sharp, self.history = blurry, sharp, history
+        self.step, self.every = start_step, every
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.step = (epoch + 1) * self.every
+        record = probe(self.model, self.blurry, self.sharp)
+        record.pop("outputs")
+        self.history.append({"step": self.step, **record})
+
+
+def run_one(variant, seed, args, out_dir, log):
+    result_path = out_dir / f"{variant}-seed{seed}.json"
+    if result_path.exists():
+        return json.loads(result_path.read_text())
+    config = variant_config(variant, args, seed)
+    run_dir = out_dir / f"{variant}-seed{seed}"
+    history_path = run_dir / "probe_history.json"
+    resume = (run_dir / "config.json").exists()
+    history = json.loads(history_path.read_text()) if resume and history_path.exists() else []
+    probe_blurry, probe_sharp = synthetic_stream(config, TEST_SEED_OFFSET + 7).arrays(
+        args.probe_pairs)
+    start = time.perf_counter()
+
+    class SaveHistory(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            write_json(history_path, history)
+
+    done = [h["step"] for h in history]
+    history[:] = [h for h in history if h["step"] <= (max(done) if done else 0)]
+    result = train(config, run_dir, resume=resume, verbose=0, log=log,
+                   callbacks=[Probe(probe_blurry, probe_sharp, 0, config.checkpoint_every,
+                                    history), SaveHistory()])
+    if not result.finished:
+        raise SystemExit(f"{run_dir}: stopped before the end; run again to resume")
+    model = result.model
+    blurry, sharp = synthetic_stream(config, TEST_SEED_OFFSET).arrays(args.test_pairs)
+    test_pairs = [(f"{i:06d}", b, s) for i, (b, s) in enumerate(zip(blurry, sharp))]
+    record = {"variant": variant, "seed": seed, "config": config.to_dict(),
+              "train_seconds": round(time.perf_counter() - start, 1), "history": history}
+    if model.num_outputs > 1:
+        selection = select_output(model, validation_pairs(config))
+        record["selected_output"] = int(model.selected_output)
+        record["selection_validation_psnr"] = selection["best_single_head_psnr"]
+        if args.scorer_steps:
+            # The scoring branch, trained with the backbone frozen on the training stream after
+            # the samples the backbone saw.
+            scored = with_output_scorer(model)
+            stream = synthetic_stream(config).tf_dataset(
+                config.batch, start_index=config.steps * config.batch)
+            fit_scorer(scored, stream, args.scorer_steps)
+            record["auto_psnr"] = auto_psnrs(scored, test_pairs)
+    summary = evaluate_model(model, test_pairs, compute_ssim=False).summary()
+    final = probe(model, blurry, sharp)
+    record.update(test=summary, test_wins=final["wins"], test_colour_bias=final["colour_bias"],
+                  physical_outputs=physical_head_outputs(config.heads, config.combine_heads)
+                  if config.heads > 1 else [0])
+    write_json(result_path, record)
+    return record
+
+
+def auto_psnrs(model, pairs):
+    """Mean 8-bit PSNR of the auto output with each fusion ("soft", "pick")."""
+    from keras_mhdeblur.evaluation import psnr_uint8
+    from keras_mhdeblur.data.io import to_uint8
+
+    scores = {fusion: [] for fusion in FUSIONS}
+    for _, blurry, sharp in pairs:
+        outputs = restore(model, blurry, which="all")[None]
+        for fusion in FUSIONS:
+            fused = model.output_scorer.fuse(blurry[None], outputs, fusion)
+            fused = keras.ops.convert_to_numpy(fused)[0]
+            scores[fusion].append(psnr_uint8(to_uint8(fused), to_uint8(sharp)))
+    return {fusion: float(np.mean(values)) for fusion, values in scores.items()}
+
+
+def input_psnr(args, seed):
+    config = variant_config("official", args, seed)
+    blurry, sharp = synthetic_stream(config, TEST_SEED_OFFSET).arrays(args.test_pairs)
+    pairs = [(f"{i:06d}", b, s) for i, (b, s) in enumerate(zip(blurry, sharp))]
+    return evaluate_inputs(pairs, compute_ssim=False).summary()["per_output_psnr"][0]
+
+
+def table(records, inputs):
+    """Rows: input, single head, each multi-head variant (selected output, best single head on
+    test, oracle, live physical heads, worst colour cast); mean over seeds and per seed."""
+    seeds = sorted(inputs)
+    lines = [f"{'':<34}{'mean':>8}  " + "  ".join(f"{'seed ' + str(s):>8}" for s in seeds)]
+
+    def row(label, values):
+        values = [values[s] for s in seeds]
+        lines.append(f"{label:<34}{np.mean(values):8.3f}  " +
+                     "  ".join(f"{v:8.3f}" for v in values))
+
+    row("input (blurry) PSNR", inputs)
+    by = {}
+    for r in records:
+        by.setdefault(r["variant"], {})[r["seed"]] = r
+    for variant in VARIANTS:
+        runs = by.get(variant)
+        if not runs or set(runs) != set(seeds):
+            continue
+        if variant == "single":
+            row("single head", {s: runs[s]["test"]["per_output_psnr"][0] for s in seeds})
+            continue
+        row(f"{variant}: selected output (val)",
+            {s: runs[s]["test"]["per_output_psnr"][runs[s]["selected_output"]] for s in seeds})
+        row(f"{variant}: best single head (test)",
+            {s: runs[s]["test"]["best_single_head_psnr"] for s in seeds})
+        if all("auto_psnr" in runs[s] for s in seeds):
+            for fusion in FUSIONS:
+                row(f"{variant}: auto ({fusion})",
+                    {s: runs[s]["auto_psnr"][fusion] for s in seeds})
+        row(f"{variant}: best overall (oracle)",
+            {s: runs[s]["test"]["best_overall_psnr"] for s in seeds})
+        row(f"{variant}: outputs winning >= 5%",
+            {s: float(sum(w >= 0.05 for w in runs[s]["test_wins"])) for s in seeds})
+        row(f"{variant}: physical heads >= 5%",
+            {s: float(sum(runs[s]["test_wins"][k] >= 0.05 for k in runs[s]["physical_outputs"]))
+             for s in seeds})
+        row(f"{variant}: physical heads' win share",
+            {s: float(sum(runs[s]["test_wins"][k] for k in runs[s]["physical_outputs"]))
+             for s in seeds})
+        row(f"{variant}: worst head cast (levels)",
+            {s: float(max(np.abs(runs[s]["test_colour_bias"][k]).max()
+                          for k in runs[s]["physical_outputs"])) for s in seeds})
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="folder for the runs and results")
+    parser.add_argument("--label", choices=("random", "middle"), default="random")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--crop", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--temperature", type=float, default=2.0)
+    parser.add_argument("--relaxation", type=float, default=0.1)
+    parser.add_argument("--scorer-steps", type=int, default=300,
+                        help="steps of scoring-branch training per multi-head run (0: none)")
+    parser.add_argument("--probe-every", type=int, default=100)
+    parser.add_argument("--probe-pairs", type=int, default=32)
+    parser.add_argument("--val-pairs", type=int, default=32)
+    parser.add_argument("--test-pairs", type=int, default=64)
+    args = parser.parse_args(argv)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    variants = [v for v in args.variants.split(",") if v]
+    records = []
+    for seed in seeds:
+        for variant in variants:
+            print(f"== {variant}, seed {seed} ==", flush=True)
+            records.append(run_one(variant, seed, args, out_dir, log=lambda *a: None))
+            r = records[-1]
+            print(f"   wins {np.round(r['test_wins'], 2).tolist()}  best overall "
+                  f"{r['test']['best_overall_psnr']:.3f}  ({r['train_seconds']:.0f} s)", flush=True)
+    inputs = {seed: input_psnr(args, seed) for seed in seeds}
+    text = (f"label={args.label}, {args.steps} steps, crop {args.crop}, batch {args.batch}, "
+            f"{args.test_pairs} test pairs, 8-bit PSNR (dB)\n" + table(records, inputs))
+    print(text)
+    (out_dir / "table.txt").write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

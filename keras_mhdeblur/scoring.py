@@ -1,0 +1,244 @@
+"""An output without an oracle: a light branch that predicts, per patch, which output wins.
+
+The best-overall figure of a multi-head model needs the ground truth to pick the output. The
+scoring branch (after Letzelter et al., "Resilient Multiple Choice Learning", NeurIPS 2023)
+learns that choice from the blurry input alone. It is backbone-agnostic: it reads the input and
+the K' candidate outputs (a linear function of the backbone's last features), with the gradient
+stopped, so it never changes what the backbone learns:
+
+    per output o:  [input, output_o, output_o - mean of outputs]  (9 channels)
+        -> conv 3x3 -> ReLU -> 3 x (conv 3x3, stride 2 -> ReLU) -> conv 1x1 -> logit
+    -> (B, K', H / p, W / p) logits (patch size p = 8), + a learned bias per output
+
+The convolutions are shared by the outputs (a score says "this candidate looks right here"),
+the per-output bias carries what the heads specialise on globally. Training target: the
+per-patch winner (the output with the smallest MSE against the target in each p x p patch),
+cross-entropy on the logits (`patch_winners`, `ScorerTrainer`).
+
+`which="auto"` (inference, evaluation, export) fuses the outputs by the scores: the per-patch
+softmax is upsampled smoothly to pixels and weighs the outputs (`fusion="soft"`), or the
+per-patch argmax is upsampled the same way (`fusion="pick"`, smooth transitions instead of
+seams). Models without a scorer fall back to their selected output.
+
+    model = with_output_scorer(trained_model)                # backbone weights copied
+    fit_scorer(model, dataset, steps=300)                    # backbone frozen
+    restore(model, image, which="auto")
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+FUSIONS = ("soft", "pick")
+
+
+@keras.saving.register_keras_serializable(package="keras_mhdeblur")
+class OutputScorer(keras.layers.Layer):
+    """Per-patch scores of every output; see the module doc.
+
+    Call with `(image, outputs)`: image (B, H, W, 3), outputs (B, K', H, W, 3). Returns logits
+    (B, K', ceil(H / p), ceil(W / p)) in float32.
+
+    Args:
+        outputs: K'.
+        patch_size: p, a power of two (the branch downsamples by it).
+        width: channels of the convolutions.
+        fusion: "soft" (weights from the softmax) or "pick" (the per-patch argmax) for `fuse`.
+    """
+
+    #: Not part of the official networks: weight import from PyTorch skips it.
+    is_official = False
+
+    def __init__(self, outputs, patch_size=8, width=16, fusion="soft", **kwargs):
+        super().__init__(**kwargs)
+        patch_size = int(patch_size)
+        if patch_size < 1 or patch_size & (patch_size - 1):
+            raise ValueError(f"patch_size must be a power of two, got {patch_size}")
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+        self.num_outputs = int(outputs)
+        self.patch_size = patch_size
+        self.width = int(width)
+        self.fusion = fusion
+        self.stem = keras.layers.Conv2D(self.width, 3, padding="same", activation="relu",
+                                        name="stem")
+        self.downs = [keras.layers.Conv2D(self.width, 3, strides=2, padding="same",
+                                          activation="relu", name=f"down_{index}")
+                      for index in range(patch_size.bit_length() - 1)]
+        self.logit = keras.layers.Conv2D(1, 1, name="logit")
+
+    def build(self, image_shape, outputs_shape=None):
+        features = (None, None, None, 9)
+        self.stem.build(features)
+        shape = (None, None, None, self.width)
+        for down in self.downs:
+            down.build(shape)
+        self.logit.build(shape)
+        self.output_bias = self.add_weight(shape=(self.num_outputs,), initializer="zeros",
+                                           name="output_bias")
+        super().build(image_shape)
+
+    def call(self, image, outputs):
+        outputs = ops.stop_gradient(ops.cast(outputs, self.compute_dtype))
+        image = ops.cast(image, self.compute_dtype)
+        shape = ops.shape(outputs)
+        batch, count, height, width = shape[0], shape[1], shape[2], shape[3]
+        mean = ops.mean(outputs, axis=1, keepdims=True)
+        tiled = ops.broadcast_to(ops.expand_dims(image, 1), ops.shape(outputs))
+        features = ops.concatenate([tiled, outputs, outputs - mean], axis=-1)
+        x = ops.reshape(features, (batch * count, height, width, 9))
+        x = self.stem(x)
+        for down in self.downs:
+            x = down(x)
+        logits = ops.cast(self.logit(x)[..., 0], "float32")
+        grid = ops.shape(logits)
+        logits = ops.reshape(logits, (batch, count, grid[1], grid[2]))
+        return logits + ops.reshape(ops.cast(self.output_bias, "float32"), (1, count, 1, 1))
+
+    def weights_per_pixel(self, logits, height, width, fusion=None):
+        """(B, K', h, w) logits -> (B, K', H, W) fusion weights that sum to 1 over outputs
+        (`fusion` overrides the layer's)."""
+        if (fusion or self.fusion) == "pick":
+            probabilities = ops.one_hot(ops.argmax(logits, axis=1), self.num_outputs, axis=1,
+                                        dtype="float32")
+        else:
+            probabilities = ops.softmax(logits, axis=1)
+        p = self.patch_size
+        grid = ops.shape(probabilities)
+        batch, count, rows, columns = grid[0], grid[1], grid[2], grid[3]
+        # Nearest upsampling (broadcast + reshape: any size, builtin TFLite ops), then a p x p
+        # box filter: together a linear ramp between patch centres instead of steps at patch
+        # borders. Renormalising over outputs undoes the filter's fall-off at image borders.
+        nearest = ops.broadcast_to(ops.reshape(probabilities, (batch, count, rows, 1, columns, 1)),
+                                   (batch, count, rows, p, columns, p))
+        nearest = ops.reshape(nearest, (batch, count, rows * p, columns * p))
+        box = ops.full((p, p, self.num_outputs, 1), 1.0 / (p * p), dtype="float32")
+        smooth = ops.depthwise_conv(ops.transpose(nearest, (0, 2, 3, 1)), box, padding="same")
+        smooth = smooth[:, :height, :width]
+        smooth = smooth / ops.maximum(ops.sum(smooth, axis=-1, keepdims=True), 1e-12)
+        return ops.transpose(smooth, (0, 3, 1, 2))
+
+    def fuse(self, image, outputs, fusion=None):
+        """(B, H, W, 3), (B, K', H, W, 3) -> (B, H, W, 3): the outputs weighed by the scores."""
+        height, width = ops.shape(outputs)[2], ops.shape(outputs)[3]
+        weights = self.weights_per_pixel(self(image, outputs), height, width, fusion)
+        outputs = ops.cast(outputs, "float32")
+        return ops.sum(outputs * ops.expand_dims(weights, -1), axis=1)
+
+    def compute_output_shape(self, image_shape, outputs_shape=None):
+        b, h, w = image_shape[0], image_shape[1], image_shape[2]
+        p = self.patch_size
+        grid = lambda n: None if n is None else -(-n // p)  # noqa: E731
+        return (b, self.num_outputs, grid(h), grid(w))
+
+    def get_config(self):
+        return {**super().get_config(), "outputs": self.num_outputs,
+                "patch_size": self.patch_size, "width": self.width, "fusion": self.fusion}
+
+
+def patch_winners(outputs, target, patch_size):
+    """The scorer's training target: (B, K', H, W, 3), (B, H, W, 3) -> (B, h, w) int32 index of
+    the output with the smallest MSE in each patch_size x patch_size patch (H and W multiples of
+    the patch size)."""
+    outputs = ops.cast(outputs, "float32")
+    target = ops.cast(target, "float32")
+    shape = ops.shape(outputs)
+    batch, count, height, width = shape[0], shape[1], shape[2], shape[3]
+    error = ops.mean(ops.square(outputs - target[:, None]), axis=-1)
+    p = patch_size
+    error = ops.reshape(error, (batch, count, height // p, p, width // p, p))
+    return ops.cast(ops.argmin(ops.mean(error, axis=(3, 5)), axis=1), "int32")
+
+
+def scorer_loss(logits, winners):
+    """Mean cross-entropy of (B, K', h, w) logits against (B, h, w) winner indices."""
+    logits = ops.transpose(logits, (0, 2, 3, 1))
+    losses = keras.losses.sparse_categorical_crossentropy(winners, logits, from_logits=True)
+    return ops.mean(losses)
+
+
+def with_output_scorer(model, patch_size=8, width=16, fusion="soft"):
+    """A copy of a trained multi-head `model` with a new (untrained) scoring branch; the
+    backbone's weights are copied, so official weights imported into `model` stay as they are."""
+    if model.single_output or model.num_outputs < 2:
+        raise ValueError(f"{model.name} has a single output; a scoring branch picks among "
+                         "several")
+    config = model.get_config()
+    config["output_scorer"] = {"patch_size": int(patch_size), "width": int(width),
+                               "fusion": fusion}
+    scored = type(model).from_config(config)
+    def backbone_weights(network):
+        scorer = getattr(network, "output_scorer", None)
+        skip = {id(v) for v in (scorer.weights if scorer is not None else [])}
+        step = getattr(network, "loss_step", None)
+        if step is not None:
+            skip.add(id(step))
+        return [v for v in network.weights if id(v) not in skip]
+
+    backbone, source = backbone_weights(scored), backbone_weights(model)
+    if len(backbone) != len(source):
+        raise ValueError(f"{model.name}: could not match the backbone's weights ({len(source)} "
+                         f"against {len(backbone)})")
+    for target, value in zip(backbone, source):
+        target.assign(ops.convert_to_numpy(value))  # a copy: JAX may donate the source
+    scored.selected_output = model.selected_output
+    return scored
+
+
+class ScorerTrainer(keras.Model):
+    """Trains a model's scoring branch with the backbone frozen: `fit` on (blurry, sharp)
+    batches whose H and W are multiples of the scorer's patch size."""
+
+    def __init__(self, model, **kwargs):
+        super().__init__(**kwargs)
+        if getattr(model, "output_scorer", None) is None:
+            raise ValueError(f"{model.name} has no scoring branch; add one with "
+                             "with_output_scorer(model)")
+        self.restoration_model = model
+
+    def call(self, image):
+        model = self.restoration_model
+        outputs = ops.stop_gradient(model.final_output(model(image, training=False)))
+        return outputs, model.output_scorer(image, outputs)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        outputs, logits = y_pred
+        winners = patch_winners(outputs, y, self.restoration_model.output_scorer.patch_size)
+        return scorer_loss(logits, winners)
+
+
+def fit_scorer(model, dataset, steps, learning_rate=1e-3, verbose=0):
+    """Trains `model.output_scorer` for `steps` batches of `dataset` ((blurry, sharp) batches)
+    with Adam and a cosine schedule; every other weight stays as it is. Returns the history."""
+    trainable = {layer.name: layer.trainable for layer in model.layers}
+    for layer in model.layers:
+        layer.trainable = layer is model.output_scorer
+    try:
+        trainer = ScorerTrainer(model)
+        schedule = keras.optimizers.schedules.CosineDecay(learning_rate, int(steps))
+        trainer.compile(optimizer=keras.optimizers.Adam(schedule))
+        history = trainer.fit(dataset, steps_per_epoch=int(steps), epochs=1, verbose=verbose)
+    finally:
+        for layer in model.layers:
+            layer.trainable = trainable[layer.name]
+    return history
+
+
+def auto_output(model, image, outputs):
+    """The "auto" output of one batch: the scorer's fusion when the model has a scorer, else
+    the selected output (else output 0). (B, H, W, 3), (B, K', H, W, 3) -> (B, H, W, 3)."""
+    scorer = getattr(model, "output_scorer", None)
+    if scorer is not None:
+        return scorer.fuse(image, outputs)
+    index = 0 if model.selected_output is None else model.selected_output
+    return outputs[:, index]
+
+
+def patch_winner_agreement(model, blurry, sharp):
+    """Share of patches where the scorer's top output is the true per-patch winner, on numpy
+    arrays (N, H, W, 3) (H, W multiples of the patch size)."""
+    outputs = model.final_output(model(blurry, training=False))
+    logits = model.output_scorer(blurry, outputs)
+    winners = patch_winners(outputs, sharp, model.output_scorer.patch_size)
+    predicted = ops.argmax(logits, axis=1)
+    return float(np.mean(ops.convert_to_numpy(predicted) == ops.convert_to_numpy(winners)))
