@@ -32,7 +32,8 @@ from keras_mhdeblur.demo import DEMO_MODEL
 from keras_mhdeblur.evaluation import evaluate_inputs, evaluate_model, select_output
 from keras_mhdeblur.heads import output_pairs, physical_head_outputs
 from keras_mhdeblur.inference import restore
-from keras_mhdeblur.saving import write_json
+from keras_mhdeblur.saving import load_model, save_model, write_json
+from keras_mhdeblur.uncertainty import spread_error_report
 from keras_mhdeblur.scoring import FUSIONS, fit_scorer, with_output_scorer
 from keras_mhdeblur.training import (TEST_SEED_OFFSET, TrainConfig, synthetic_stream, train,
                                      validation_pairs)
@@ -124,6 +125,8 @@ def run_one(variant, seed, args, out_dir, log):
                 config.batch, start_index=config.steps * config.batch)
             fit_scorer(scored, stream, args.scorer_steps)
             record["auto_psnr"] = auto_psnrs(scored, test_pairs)
+            save_model(scored, run_dir / "scored.keras")
+        record["uncertainty"] = uncertainty(scored if args.scorer_steps else model, test_pairs)
     summary = evaluate_model(model, test_pairs, compute_ssim=False).summary()
     final = probe(model, blurry, sharp)
     record.update(test=summary, test_wins=final["wins"], test_colour_bias=final["colour_bias"],
@@ -146,6 +149,35 @@ def auto_psnrs(model, pairs):
             fused = keras.ops.convert_to_numpy(fused)[0]
             scores[fusion].append(psnr_uint8(to_uint8(fused), to_uint8(sharp)))
     return {fusion: float(np.mean(values)) for fusion, values in scores.items()}
+
+
+def uncertainty(model, pairs, count=16):
+    """Mean spread-map scores (uncertainty.py) against the error of the shipped output (auto
+    with a scoring branch, else the selected one) on the first `count` test pairs."""
+    which = "auto" if getattr(model, "output_scorer", None) is not None else "selected"
+    reports = []
+    for _, blurry, sharp in pairs[:count]:
+        outputs = restore(model, blurry, which="all+auto")
+        reports.append(spread_error_report(outputs[:-1], outputs[-1], sharp))
+    return {"shipped": which, **{key: float(np.mean([r[key] for r in reports]))
+                                 for key in reports[0]}}
+
+
+def fill_uncertainty(record, out_dir, args):
+    """Adds the spread-map scores to a finished record that lacks them."""
+    if record["variant"] == "single" or "uncertainty" in record:
+        return record
+    run_dir = out_dir / f"{record['variant']}-seed{record['seed']}"
+    path = run_dir / "scored.keras"
+    model = load_model(path if path.exists() else run_dir / "model.keras", compile=True)
+    if model.output_scorer is None:
+        model.selected_output = record["selected_output"]
+    config = TrainConfig.from_dict(record["config"])
+    blurry, sharp = synthetic_stream(config, TEST_SEED_OFFSET).arrays(args.test_pairs)
+    pairs = [(f"{i:06d}", b, s) for i, (b, s) in enumerate(zip(blurry, sharp))]
+    record["uncertainty"] = uncertainty(model, pairs)
+    write_json(out_dir / f"{record['variant']}-seed{record['seed']}.json", record)
+    return record
 
 
 def input_psnr(args, seed):
@@ -187,6 +219,12 @@ def table(records, inputs):
                     {s: runs[s]["auto_psnr"][fusion] for s in seeds})
         row(f"{variant}: best overall (oracle)",
             {s: runs[s]["test"]["best_overall_psnr"] for s in seeds})
+        if all("uncertainty" in runs[s] for s in seeds):
+            row(f"{variant}: spread-error Spearman",
+                {s: runs[s]["uncertainty"]["spearman"] for s in seeds})
+            row(f"{variant}: AUSE / random AUSE",
+                {s: runs[s]["uncertainty"]["ause"] / runs[s]["uncertainty"]["ause_random"]
+                 for s in seeds})
         row(f"{variant}: outputs winning >= 5%",
             {s: float(sum(w >= 0.05 for w in runs[s]["test_wins"])) for s in seeds})
         row(f"{variant}: physical heads >= 5%",
@@ -227,7 +265,8 @@ def main(argv=None):
     for seed in seeds:
         for variant in variants:
             print(f"== {variant}, seed {seed} ==", flush=True)
-            records.append(run_one(variant, seed, args, out_dir, log=lambda *a: None))
+            records.append(fill_uncertainty(run_one(variant, seed, args, out_dir,
+                                                    log=lambda *a: None), out_dir, args))
             r = records[-1]
             print(f"   wins {np.round(r['test_wins'], 2).tolist()}  best overall "
                   f"{r['test']['best_overall_psnr']:.3f}  ({r['train_seconds']:.0f} s)", flush=True)

@@ -4,9 +4,12 @@ Trains a small single-head and a small multi-head NAFNet (K = 4 heads, combined 
 on built-in synthetic motion blur whose sharp label is a *random* sub-frame of the exposure
 (METHOD 11). That label is ambiguous on purpose: one head can only learn the average answer (the
 blur itself), while several heads under the winner-takes-all loss can each specialise on some of
-the possible answers, which is the paper's point. Both are scored on held-out synthetic pairs with
-the official metric code; the multi-head model's best single head is chosen on a separate
-validation set and stored in the saved model.
+the possible answers, which is the paper's point. The multi-head model trains with the
+recommended winner assignment (`training.RECOMMENDED_HEADS`: annealed winner-takes-all, which
+keeps every head alive and free of colour casts; docs/heads.md), then gets a scoring branch
+that picks the output per patch from the blurry input ("auto", keras_mhdeblur.scoring). Both
+models are scored on held-out synthetic pairs with the official metric code; the multi-head
+model's best single head is chosen on a separate validation set and stored in the saved model.
 
     results = run_demo("mhdeblur-demo")          # or `mhdeblur demo`
 
@@ -23,28 +26,31 @@ from pathlib import Path
 import numpy as np
 
 from keras_mhdeblur.heads import output_pairs
-from keras_mhdeblur.training import (TEST_SEED_OFFSET, RunError, TrainConfig, synthetic_stream,
-                                     train, validation_pairs)
+from keras_mhdeblur.training import (RECOMMENDED_HEADS, TEST_SEED_OFFSET, RunError, TrainConfig,
+                                     synthetic_stream, train, validation_pairs)
 
 #: The small backbone: NAFNet with width 12 and two levels (about 40k parameters for K = 4).
 DEMO_MODEL = dict(model="nafnet-w32", width=12,
                   overrides={"enc_blocks": [1, 1], "middle_blocks": 1, "dec_blocks": [1, 1]})
-#: (steps, crop, batch, validation pairs, test pairs) of the default and the --quick demo.
-BUDGETS = {"default": (600, 64, 8, 32, 64), "quick": (40, 32, 4, 8, 16)}
+#: (steps, crop, batch, validation pairs, test pairs, scoring-branch steps) of the default and
+#: the --quick demo.
+BUDGETS = {"default": (600, 64, 8, 32, 64, 300), "quick": (40, 32, 4, 8, 16, 10)}
 DEMO_FILES = ("runs", "single_head.keras", "multi_head.keras", "sheet.png", "results.json",
               "multi_head.tflite")
 SHEET_IMAGES = 3
 
 
-def demo_configs(steps=None, quick=False, label="random", seed=0):
-    """(single-head TrainConfig, multi-head TrainConfig, test pair count) of the demo."""
-    default_steps, crop, batch, val_count, test_count = BUDGETS["quick" if quick else "default"]
+def demo_configs(steps=None, quick=False, label="random", seed=0, official=False):
+    """(single-head TrainConfig, multi-head TrainConfig, test pair count) of the demo; the
+    multi-head one with the recommended winner assignment unless `official`."""
+    default_steps, crop, batch, val_count, test_count, _ = BUDGETS["quick" if quick else "default"]
     steps = steps or default_steps
     common = dict(DEMO_MODEL, synthetic=True, synthetic_label=label, crop=crop, batch=batch,
                   steps=steps, val_synthetic=val_count, checkpoint_every=max(1, steps // 3),
                   val_every=max(1, steps // 3), keep=1, seed=seed)
     single = TrainConfig(heads=1, **common)
-    multi = TrainConfig(heads=4, combine_heads=True, **common)
+    assignment = {} if official else RECOMMENDED_HEADS
+    multi = TrainConfig(heads=4, combine_heads=True, **common, **assignment)
     return single, multi, test_count
 
 
@@ -78,14 +84,16 @@ def _sheets(single, multi, test_pairs, count=SHEET_IMAGES):
     rows = []
     for name, blurry, sharp in test_pairs[:count]:
         factor = max(1, 128 // max(blurry.shape[:2]))  # tiny crops are shown larger
-        outputs = restore(multi, blurry, which="all")
+        outputs = restore(multi, blurry, which="all+auto")
+        outputs, auto = outputs[:-1], outputs[-1]
         labels = [f"MH {k}{' sel' if k == multi.selected_output else ''}"
                   for k in range(len(outputs))]
-        extra = [("single head", _upscaled(restore(single, blurry), factor)),
+        extra = [("auto", _upscaled(auto, factor)),
+                 ("single head", _upscaled(restore(single, blurry), factor)),
                  ("target", _upscaled(sharp, factor))]
         rows.append(contact_sheet(_upscaled(blurry, factor),
                                   np.stack([_upscaled(o, factor) for o in outputs]), labels,
-                                  extra=extra, columns=len(outputs) + 4))
+                                  extra=extra, columns=len(outputs) + 5))
     gap = np.full((4, rows[0].shape[1], 3), 255, np.uint8)
     return np.concatenate([part for row in rows for part in (row, gap)][:-1])
 
@@ -116,6 +124,11 @@ def comparison_table(inputs, single, multi, selected, multi_config):
             multi["per_output_psnr"][selected], multi["per_output_ssim"][selected]),
         row(f"multi-head best single head (output {best}, on test)",
             multi["best_single_head_psnr"], multi["per_output_ssim"][best]),
+    ]
+    if "auto_psnr" in multi:
+        lines.append(row("multi-head auto (scoring branch, no oracle)", multi["auto_psnr"],
+                         multi.get("auto_ssim")))
+    lines += [
         row("multi-head best overall (oracle)", multi["best_overall_psnr"],
             multi["best_overall_ssim"]),
         row("multi-head worst", multi["worst_psnr"], multi["worst_ssim"]),
@@ -124,7 +137,7 @@ def comparison_table(inputs, single, multi, selected, multi_config):
 
 
 def run_demo(out_dir="mhdeblur-demo", *, steps=None, quick=False, label="random", seed=0,
-             overwrite=False, export=True, verbose=2, log=print):
+             official=False, overwrite=False, export=True, verbose=2, log=print):
     """Runs the demo (see the module doc) and returns its results dict (also results.json).
 
     Args:
@@ -133,6 +146,8 @@ def run_demo(out_dir="mhdeblur-demo", *, steps=None, quick=False, label="random"
         quick: tiny crops and sets, about a minute: a smoke test of the whole path.
         label: "random" (ambiguous labels, METHOD 11) or "middle" (GoPro-style).
         seed: seed of both runs and the synthetic data.
+        official: train the multi-head model with the official hard winner-takes-all loss
+            instead of the recommended annealed one.
         overwrite: replace the demo's files in a non-empty `out_dir`.
         export: also export the multi-head model to TFLite (when keras_mhdeblur.export exists).
         verbose: Keras `fit` verbosity (2: one line per checkpoint interval).
@@ -140,17 +155,27 @@ def run_demo(out_dir="mhdeblur-demo", *, steps=None, quick=False, label="random"
     """
     from keras_mhdeblur.evaluation import evaluate_inputs, evaluate_model, select_output
     from keras_mhdeblur.saving import save_model, write_json
+    from keras_mhdeblur.scoring import fit_scorer, with_output_scorer
 
     start = time.perf_counter()
     out_dir = _prepare(out_dir, overwrite)
-    single_config, multi_config, test_count = demo_configs(steps, quick, label, seed)
+    single_config, multi_config, test_count = demo_configs(steps, quick, label, seed, official)
+    scorer_steps = BUDGETS["quick" if quick else "default"][-1]
+    recipe = ("official hard winner-takes-all" if official else
+              f"annealed winner-takes-all from T = {multi_config.temperature:g} dB")
     log(f"demo: {single_config.steps} steps each, {single_config.crop}x{single_config.crop} "
-        f"synthetic crops, batch {single_config.batch}, label={label}")
+        f"synthetic crops, batch {single_config.batch}, label={label}; multi-head: {recipe}")
+    log("loss: the official PSNR loss is -PSNR in dB of the best output (so -25 means 25 dB "
+        "on the training crops; lower is better)")
     runs = {}
     for name, config in (("single-head", single_config), ("multi-head", multi_config)):
         log(f"\n== training the {name} model ==")
         runs[name] = train(config, out_dir / "runs" / name, verbose=verbose, log=log).model
     single, multi = runs["single-head"], runs["multi-head"]
+    log(f"\n== training the scoring branch ({scorer_steps} steps, backbone frozen) ==")
+    multi = with_output_scorer(multi)
+    fit_scorer(multi, synthetic_stream(multi_config).tf_dataset(
+        multi_config.batch, start_index=multi_config.steps * multi_config.batch), scorer_steps)
     train_seconds = time.perf_counter() - start
 
     log("\n== evaluating on held-out pairs ==")
@@ -181,15 +206,15 @@ def run_demo(out_dir="mhdeblur-demo", *, steps=None, quick=False, label="random"
 
         try:
             exported = export_lib.export_tflite(multi, out_dir / "multi_head.tflite",
-                                                overwrite=True)
+                                                heads="auto", overwrite=True)
             results["tflite"] = str(exported.path)
-            log(f"\nexported the selected head to TFLite: {exported.path} "
+            log(f"\nexported the auto output to TFLite: {exported.path} "
                 f"({exported.size_bytes / 1e6:.2f} MB, verified in the interpreter)")
         except Exception as error:  # the demo's result stands without the export
             results["tflite_error"] = f"{type(error).__name__}: {error}"
             log(f"\nTFLite export skipped: {results['tflite_error']}")
     results.update(steps=multi_config.steps, crop=multi_config.crop, batch=multi_config.batch,
-                   label=label, seed=seed, train_seconds=round(train_seconds, 1),
+                   label=label, seed=seed, scorer_steps=scorer_steps, train_seconds=round(train_seconds, 1),
                    wall_seconds=round(time.perf_counter() - start, 1),
                    single_head_config=single_config.to_dict(),
                    multi_head_config=multi_config.to_dict())

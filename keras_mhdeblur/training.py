@@ -46,6 +46,9 @@ TEST_SEED_OFFSET = 2_000_003
 #: Settings that may change when a run is resumed; everything else must match config.json.
 RESUMABLE_CHANGES = frozenset({"devices", "keep", "val_every"})
 PRECISIONS = ("mixed_bfloat16", "mixed_float16")
+#: The recommended winner assignment (`mhdeblur train --recommended-heads`; docs/heads.md):
+#: annealed winner-takes-all from 2 dB down to the official loss over the first half of the run.
+RECOMMENDED_HEADS = {"temperature": 2.0}
 LABELS = ("middle", "random")
 
 

@@ -15,13 +15,17 @@ def test_demo_quick(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     for row in ("input (blurry)", "single head", "multi-head output 9: head 3",
-                "multi-head best overall (oracle)", "multi-head selected output"):
+                "multi-head best overall (oracle)", "multi-head selected output",
+                "multi-head auto (scoring branch, no oracle)", "annealed winner-takes-all",
+                "the official PSNR loss is -PSNR in dB"):
         assert row in printed
     results = json.loads((out / "results.json").read_text())
     assert results["multi_head"]["num_outputs"] == 10 and results["single_head"]["num_outputs"] == 1
     assert sum(results["multi_head"]["wins_psnr"]) == results["multi_head"]["num_images"]
     multi = load_model(out / "multi_head.keras", compile=False)
     assert multi.selected_output == results["selected_output"]
+    assert multi.output_scorer is not None and "auto_psnr" in results["multi_head"]
+    assert results["multi_head_config"]["temperature"] > 0  # the recommended recipe
     assert load_model(out / "single_head.keras", compile=False).single_output
     assert (out / "sheet.png").stat().st_size > 0
     assert (out / "runs" / "multi-head" / "model.keras").exists()

@@ -38,6 +38,8 @@ def test_annealing_step_follows_the_optimiser_and_survives_save_and_load(tmp_pat
     loaded = keras.models.load_model(tmp_path / "annealed.keras")
     assert int(keras.ops.convert_to_numpy(loaded.loss_step)) == 4
     assert loaded.restoration_loss.anneal_steps == 6
+    for_inference = keras.models.load_model(tmp_path / "annealed.keras", compile=False)
+    assert int(keras.ops.convert_to_numpy(for_inference.loss_step)) == 4
     loaded.fit(blurry, sharp, batch_size=4, epochs=1, verbose=0)
     assert int(keras.ops.convert_to_numpy(loaded.loss_step)) == int(
         keras.ops.convert_to_numpy(loaded.optimizer.iterations)) == 6
@@ -111,3 +113,21 @@ def test_bad_assignment_flags_are_refused(tmp_path, capsys):
     assert code != 0 and "not both" in capsys.readouterr().err
     code = main(["train", "--out", str(tmp_path / "eps"), "--synthetic", "--relaxation", "1.5"])
     assert code != 0 and "relaxation must be in [0, 1)" in capsys.readouterr().err
+
+
+def test_recommended_heads_is_one_flag_and_the_others_override_it(tmp_path):
+    from keras_mhdeblur.cli import build_parser
+    from keras_mhdeblur.commands.train import resolve
+    from keras_mhdeblur.training import RECOMMENDED_HEADS
+
+    def config_of(*flags):
+        args = build_parser().parse_args(["train", "--out", str(tmp_path), "--synthetic", *flags])
+        return resolve(args)[0]
+
+    assert config_of().temperature == 0 and config_of().relaxation == 0  # official by default
+    assert config_of("--recommended-heads").temperature == RECOMMENDED_HEADS["temperature"]
+    assert config_of("--recommended-heads", "--temperature", "4").temperature == 4
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("recommended-heads: true\nsteps: 10\n")
+    config = config_of("--config", str(recipe))
+    assert config.temperature == RECOMMENDED_HEADS["temperature"] and config.steps == 10

@@ -9,8 +9,9 @@ def register(subparsers):
     parser = subparsers.add_parser(
         "demo", help="train a single-head and a multi-head model on synthetic blur and compare",
         description="The method in a few minutes on a CPU, nothing to download: train a small "
-        "single-head and a small multi-head NAFNet (K=4, combined into 10 outputs) on built-in "
-        "synthetic motion blur, score both on held-out pairs, print the comparison, write a "
+        "single-head and a small multi-head NAFNet (K=4, combined into 10 outputs, annealed "
+        "winner-takes-all) on built-in synthetic motion blur, add the scoring branch that picks "
+        "the output without an oracle, score both on held-out pairs, print the comparison, write a "
         "contact sheet and both models (and a TFLite file when export is available).")
     parser.add_argument("--out", default="mhdeblur-demo", metavar="DIR",
                         help="output folder (default ./mhdeblur-demo)")
@@ -22,6 +23,9 @@ def register(subparsers):
                         help="sharp label: a random sub-frame (ambiguous, where several heads "
                         "help; default) or the middle one (GoPro-style)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    parser.add_argument("--official", action="store_true",
+                        help="train the multi-head model with the official hard winner-takes-all "
+                        "loss instead of the recommended annealed one")
     parser.add_argument("--no-export", dest="export", action="store_false",
                         help="skip the TFLite export")
     parser.add_argument("--overwrite", action="store_true",
@@ -34,5 +38,5 @@ def demo_command(args):
     from keras_mhdeblur.demo import run_demo
 
     run_demo(args.out, steps=args.steps, quick=args.quick, label=args.label, seed=args.seed,
-             overwrite=args.overwrite, export=args.export)
+             official=args.official, overwrite=args.overwrite, export=args.export)
     return 0

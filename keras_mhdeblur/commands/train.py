@@ -69,6 +69,9 @@ def register(subparsers):
     loop.add_argument("--devices", type=positive_int, help="data-parallel over N devices")
     heads = parser.add_argument_group(
         "winner assignment (default: the official hard winner-takes-all; see docs/heads.md)")
+    heads.add_argument("--recommended-heads", action="store_true",
+                       help="the recommended assignment: annealed winner-takes-all from 2 dB "
+                       "over the first half of the run (the flags below override it)")
     heads.add_argument("--temperature", type=float, metavar="T0",
                        help="annealed winner-takes-all: soft-min temperature at step 0, in the "
                        "loss's units (dB for the PSNR loss)")
@@ -142,6 +145,11 @@ def resolve(args):
     if "override" in flags:
         flags["overrides"] = _overrides(flags.pop("override"))
     file_values = read_config_file(flags["config"]) if "config" in flags else {}
+    if flags.pop("recommended_heads", False) or file_values.pop("recommended_heads", False):
+        # Expanded here, so config.json records the values themselves.
+        from keras_mhdeblur.training import RECOMMENDED_HEADS
+
+        file_values = {**RECOMMENDED_HEADS, **file_values}
     options = {name: file_values.pop(name, None) for name in RUN_OPTIONS}
     options.update({name: flags.pop(name) for name in RUN_OPTIONS if name in flags})
     if options["out"] is None:
@@ -155,7 +163,7 @@ def resolve(args):
     values.update(requested)
     if overrides or "overrides" in values:
         values["overrides"] = overrides
-    where = "settings" if not file_values else f"--config {options['config']} and flags"
+    where = "settings" if not options["config"] else f"--config {options['config']} and flags"
     return TrainConfig.from_dict(values, where), options
 
 

@@ -36,7 +36,7 @@ class MultiHeadRestorationModel(keras.Model):
     recipe = "nafnet"
 
     def __init__(self, heads=4, combine_heads=True, single_output=False, selected_output=None,
-                 output_format="list", output_scorer=None, **kwargs):
+                 output_format="list", output_scorer=None, schedule_step=False, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(heads, int) or heads < 1:
             raise ValueError(f"heads must be an integer >= 1, got {heads!r}")
@@ -69,6 +69,9 @@ class MultiHeadRestorationModel(keras.Model):
             self.output_scorer = OutputScorer(self.num_outputs, name="output_scorer",
                                               dtype="float32", **self.output_scorer_config)
         self._set_untracked(restoration_loss=None, restoration_metrics=[])
+        self.loss_step = None
+        if schedule_step:
+            self._add_loss_step()
 
     # ---- the part each backbone writes ----------------------------------------------------
     def restore(self, image):
@@ -186,7 +189,8 @@ class MultiHeadRestorationModel(keras.Model):
         if getattr(self, "loss_step", None) is not None:
             return
         # Built models lock their state; the variable belongs to the training setup, so it is
-        # added here rather than to every model (official weight files stay as they are).
+        # added here rather than to every model (official weight files stay as they are). The
+        # config records it (`schedule_step`), so a file loads with it, compiled or not.
         locked = self._tracker.locked
         self._tracker.unlock()
         try:
@@ -246,6 +250,7 @@ class MultiHeadRestorationModel(keras.Model):
             "selected_output": self.selected_output,
             "output_format": self.output_format,
             "output_scorer": self.output_scorer_config,
+            "schedule_step": self.loss_step is not None,
         }
 
 
