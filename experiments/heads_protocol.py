@@ -9,9 +9,12 @@ data and initialisation per seed: the seed sets both) and scores it on held-out 
     annealed   annealed winner-takes-all, T0 = --temperature dB, falling to 0 over half the steps
     relaxed    relaxed winner-takes-all, eps = --relaxation
 
-While training, a probe of held-out pairs records per output the win share and the colour bias
+While training, a probe of held-out pairs records per output the win share and the channel bias
 (per-channel mean of the output minus the target's, in 8-bit levels) at every checkpoint, which
-is the diagnosis of how the physical heads drift. Every run is a normal `mhdeblur train` run
+is the diagnosis of how the physical heads drift. In the table, "mean |channel bias|" averages
+|bias| over the physical heads and RGB (the single head has one of about 1 level on these
+labels: a brightness offset every model shares), and "colour cast" is the largest spread
+between a head's R, G and B biases. Every run is a normal `mhdeblur train` run
 folder (resumable); a finished run's figures go to <out>/<variant>-seed<N>.json and are not
 computed again, so the command can be stopped and started again.
 
@@ -76,6 +79,12 @@ class Probe(keras.callbacks.Callback):
         super().__init__()
         self.blurry, self.sharp, self.history = blurry, sharp, history
         self.step, self.every = start_step, every
+
+    def on_train_begin(self, logs=None):
+        if not self.history:  # a fresh run: the heads at initialisation
+            record = probe(self.model, self.blurry, self.sharp)
+            record.pop("outputs")
+            self.history.append({"step": 0, **record})
 
     def on_epoch_end(self, epoch, logs=None):
         self.step = (epoch + 1) * self.every
@@ -189,7 +198,8 @@ def input_psnr(args, seed):
 
 def table(records, inputs):
     """Rows: input, single head, each multi-head variant (selected output, best single head on
-    test, oracle, live physical heads, worst colour cast); mean over seeds and per seed."""
+    test, auto, oracle, spread-map scores, live outputs and heads, worst colour cast); mean over
+    seeds and per seed. Variants run on fewer seeds are left out (see `diagnosis`)."""
     seeds = sorted(inputs)
     lines = [f"{'':<34}{'mean':>8}  " + "  ".join(f"{'seed ' + str(s):>8}" for s in seeds)]
 
@@ -208,6 +218,8 @@ def table(records, inputs):
             continue
         if variant == "single":
             row("single head", {s: runs[s]["test"]["per_output_psnr"][0] for s in seeds})
+            row("single head: mean |channel bias|",
+                {s: float(np.abs(runs[s]["test_colour_bias"][0]).mean()) for s in seeds})
             continue
         row(f"{variant}: selected output (val)",
             {s: runs[s]["test"]["per_output_psnr"][runs[s]["selected_output"]] for s in seeds})
@@ -233,9 +245,33 @@ def table(records, inputs):
         row(f"{variant}: physical heads' win share",
             {s: float(sum(runs[s]["test_wins"][k] for k in runs[s]["physical_outputs"]))
              for s in seeds})
-        row(f"{variant}: worst head cast (levels)",
-            {s: float(max(np.abs(runs[s]["test_colour_bias"][k]).max()
+        row(f"{variant}: heads' mean |channel bias|",
+            {s: float(np.abs([runs[s]["test_colour_bias"][k]
+                              for k in runs[s]["physical_outputs"]]).mean()) for s in seeds})
+        row(f"{variant}: worst head colour cast",
+            {s: float(max(np.ptp(runs[s]["test_colour_bias"][k])
                           for k in runs[s]["physical_outputs"])) for s in seeds})
+    return "\n".join(lines)
+
+
+def diagnosis(records, seed):
+    """The heads over training on the probe pairs, one block per variant (seed `seed`): win
+    share of the physical heads, outputs winning >= 5%, and colour casts (8-bit levels) of the
+    physical heads against those of the pair averages."""
+    lines = [f"heads over training, seed {seed} (probe pairs):",
+             f"{'variant':<10}{'step':>6}{'physical wins':>15}{'live outputs':>14}"
+             f"{'worst head cast':>17}{'mean |cast| heads':>19}{'mean |cast| pairs':>19}"]
+    for record in records:
+        if record["seed"] != seed or record["variant"] == "single":
+            continue
+        physical = record["physical_outputs"]
+        for point in record["history"]:
+            wins, cast = np.array(point["wins"]), np.abs(np.array(point["colour_bias"]))
+            pairs = np.delete(cast, physical, axis=0)
+            lines.append(f"{record['variant']:<10}{point['step']:>6}{wins[physical].sum():>15.2f}"
+                         f"{int((wins >= 0.05).sum()):>14}{cast[physical].max():>17.1f}"
+                         f"{cast[physical].mean():>19.1f}"
+                         f"{pairs.mean() if pairs.size else float('nan'):>19.1f}")
     return "\n".join(lines)
 
 
@@ -270,9 +306,13 @@ def main(argv=None):
             r = records[-1]
             print(f"   wins {np.round(r['test_wins'], 2).tolist()}  best overall "
                   f"{r['test']['best_overall_psnr']:.3f}  ({r['train_seconds']:.0f} s)", flush=True)
+    # The table covers every finished run in the folder, from this and earlier invocations.
+    records = [json.loads(path.read_text()) for path in sorted(out_dir.glob("*-seed*.json"))]
+    seeds = sorted({record["seed"] for record in records})
     inputs = {seed: input_psnr(args, seed) for seed in seeds}
     text = (f"label={args.label}, {args.steps} steps, crop {args.crop}, batch {args.batch}, "
-            f"{args.test_pairs} test pairs, 8-bit PSNR (dB)\n" + table(records, inputs))
+            f"{args.test_pairs} test pairs, 8-bit PSNR (dB)\n" + table(records, inputs) +
+            "\n\n" + diagnosis(records, seeds[0]))
     print(text)
     (out_dir / "table.txt").write_text(text + "\n")
     return 0

@@ -138,6 +138,16 @@ def test_relaxed_weights_sum_to_one_with_eps_shared_by_the_losers():
     errors = keras.ops.convert_to_numpy(errors)
     np.testing.assert_allclose(float(loss_fn(y_true, y_pred)), (weights * errors).sum(1).mean(),
                                rtol=1e-5)
+    # gradient: output k of sample n gets weights[n, k] of its own error's gradient
+    variable = tf.Variable(y_pred)
+    with tf.GradientTape() as tape:
+        loss = loss_fn(y_true, variable)
+    gradient = tape.gradient(loss, variable).numpy()
+    with tf.GradientTape() as tape:
+        errors_t = _errors(y_true, variable)
+    per_output = tape.jacobian(errors_t, variable).numpy()
+    expected = np.einsum("bk,bkncxyz->ncxyz", weights / len(y_true), per_output)
+    np.testing.assert_allclose(gradient, expected, rtol=1e-4, atol=1e-7)
 
 
 def test_assignment_options_validate_and_serialize():
@@ -155,3 +165,18 @@ def test_assignment_options_validate_and_serialize():
     assert (restored.temperature, restored.anneal_steps, restored.relaxation) == (2.0, 300, 0.0)
     assert restored.step_dependent and not restored.is_official
     assert MinOverHeads().is_official and not MinOverHeads().step_dependent
+
+
+@pytest.mark.parametrize("base, weight", [("psnr", 0.5), ("l1", 1.0), ("mprnet", 1.0)])
+def test_with_assignment_keeps_each_backbones_base_and_weight(base, weight):
+    from keras_mhdeblur.losses import with_assignment
+
+    official = MinOverHeads(base, weight=weight)
+    relaxed = with_assignment(official, relaxation=0.3)
+    assert (relaxed.base, relaxed.weight, relaxed.relaxation) == (base, weight, 0.3)
+    y_true, y_pred = _batch()
+    errors = keras.ops.convert_to_numpy(official.per_output_error(y_true, y_pred))
+    winner = errors.min(axis=1)
+    losers = (errors.sum(axis=1) - winner) / (errors.shape[1] - 1)
+    np.testing.assert_allclose(float(relaxed(y_true, y_pred)),
+                               weight * (0.7 * winner + 0.3 * losers).mean(), rtol=1e-5)
