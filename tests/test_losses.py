@@ -90,6 +90,21 @@ def _errors(y_true, y_pred):
     return MinOverHeads("psnr").per_output_error(y_true, y_pred)
 
 
+def _assert_gradient_weighs_each_error(loss_fn, weights, y_true, y_pred):
+    """The loss's gradient is the batch mean of sum_k weights[n, k] * grad e_nk, the weights
+    held constant. Returns the gradient."""
+    variable = tf.Variable(y_pred)
+    with tf.GradientTape() as tape:
+        loss = loss_fn(y_true, variable)
+    gradient = tape.gradient(loss, variable).numpy()
+    with tf.GradientTape() as tape:
+        errors = _errors(y_true, variable)
+    per_output = tape.jacobian(errors, variable).numpy()  # (B, K, B, K, H, W, C)
+    expected = np.einsum("bk,bkncxyz->ncxyz", weights / len(y_true), per_output)
+    np.testing.assert_allclose(gradient, expected, rtol=1e-4, atol=1e-7)
+    return gradient
+
+
 def test_annealed_loss_at_temperature_zero_equals_hard_winner_takes_all():
     y_true, y_pred = _batch()
     hard = float(MinOverHeads("psnr")(y_true, y_pred))
@@ -113,15 +128,7 @@ def test_annealed_weights_are_the_soft_min_and_stop_in_the_gradient():
     np.testing.assert_allclose(float(loss_fn(y_true, y_pred)), (soft * errors).sum(1).mean(),
                                rtol=1e-5)
     # the gradient is that of sum_k q_k e_k with q held constant: every output gets q_k of it
-    variable = tf.Variable(y_pred)
-    with tf.GradientTape() as tape:
-        loss = loss_fn(y_true, variable)
-    gradient = tape.gradient(loss, variable).numpy()
-    with tf.GradientTape() as tape:
-        errors_t = _errors(y_true, variable)
-    per_output = tape.jacobian(errors_t, variable).numpy()  # (B, K, B, K, H, W, C)
-    expected = np.einsum("bk,bkncxyz->ncxyz", soft / len(y_true), per_output)
-    np.testing.assert_allclose(gradient, expected, rtol=1e-4, atol=1e-7)
+    gradient = _assert_gradient_weighs_each_error(loss_fn, soft, y_true, y_pred)
     assert (np.abs(gradient).sum(axis=(2, 3, 4)) > 0).all()  # every output is trained
 
 
@@ -138,16 +145,7 @@ def test_relaxed_weights_sum_to_one_with_eps_shared_by_the_losers():
     errors = keras.ops.convert_to_numpy(errors)
     np.testing.assert_allclose(float(loss_fn(y_true, y_pred)), (weights * errors).sum(1).mean(),
                                rtol=1e-5)
-    # gradient: output k of sample n gets weights[n, k] of its own error's gradient
-    variable = tf.Variable(y_pred)
-    with tf.GradientTape() as tape:
-        loss = loss_fn(y_true, variable)
-    gradient = tape.gradient(loss, variable).numpy()
-    with tf.GradientTape() as tape:
-        errors_t = _errors(y_true, variable)
-    per_output = tape.jacobian(errors_t, variable).numpy()
-    expected = np.einsum("bk,bkncxyz->ncxyz", weights / len(y_true), per_output)
-    np.testing.assert_allclose(gradient, expected, rtol=1e-4, atol=1e-7)
+    _assert_gradient_weighs_each_error(loss_fn, weights, y_true, y_pred)
 
 
 def test_assignment_options_validate_and_serialize():
