@@ -16,6 +16,8 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["keras_mhdeblur", "keras_mhdeblur.*"]),
+    # Shipped presets: keras_mhdeblur/presets/<name>/{config.json, model.weights.h5, metadata.json}
+    package_data={"keras_mhdeblur.presets": ["*/*.json", "*/*.weights.h5"]},
     install_requires=[
         # TensorFlow is the default backend and the one tf.data and export use. The CPU wheel is
         # enough for everything here; GPU users install `tensorflow[and-cuda]` of the same version.

@@ -9,6 +9,7 @@ from keras_mhdeblur.models import (NAMED_CONFIGS, HINet, HINetMH, MPRNet, MPRNet
                                    MultiHeadRestorationModel, NAFNet, NAFNetMH, Restormer,
                                    RestormerMH, build_model)
 from keras_mhdeblur.optimizers import official_optimizer, official_schedule
+from keras_mhdeblur.presets import from_preset, list_presets
 
 __version__ = "0.1.0"
 from keras_mhdeblur.convert import (WeightImportError, from_official_config,

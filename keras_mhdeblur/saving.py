@@ -18,10 +18,12 @@ class ModelFileError(ValueError):
 
 
 def load_model(path, compile=True):
-    """Loads a `.keras` file holding a keras_mhdeblur model.
+    """Loads a `.keras` file holding a keras_mhdeblur model, or a preset (a shipped preset's
+    name or a preset folder, keras_mhdeblur.presets), so every command that takes a model file
+    takes a preset too.
 
     Args:
-        path: the file.
+        path: the file, preset name or preset folder.
         compile: restore the optimiser (with its state), loss and metrics when the file has them
             (needed to resume training; inference does not need it).
 
@@ -36,9 +38,19 @@ def load_model(path, compile=True):
     import keras_mhdeblur  # noqa: F401  (registers the model classes for deserialisation)
     from keras_mhdeblur.models.base import MultiHeadRestorationModel
 
+    from keras_mhdeblur import presets
+
     path = Path(path)
+    shipped = presets.shipped_presets()
+    if presets.is_preset_folder(path) or (not path.exists() and str(path) in shipped):
+        try:
+            return presets.from_preset(path if path.exists() else str(path))
+        except presets.PresetError as error:
+            raise ModelFileError(str(error)) from None
     if not path.exists():
-        raise ModelFileError(f"{path}: no such model file")
+        names = ", ".join(shipped)
+        raise ModelFileError(f"{path}: no such model file" +
+                             (f" or preset (shipped presets: {names})" if names else ""))
     if path.is_dir() or not zipfile.is_zipfile(path):
         raise ModelFileError(f"{path}: not a model file (expected a .keras archive written by "
                              "`mhdeblur train` or model.save('name.keras'))")

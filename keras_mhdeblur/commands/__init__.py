@@ -18,7 +18,9 @@ def user_errors():
     from keras_mhdeblur.saving import ModelFileError
     from keras_mhdeblur.training import RunError
 
-    errors = [CommandError, DataError, ModelFileError, RunError]
+    from keras_mhdeblur.presets import PresetError
+
+    errors = [CommandError, DataError, ModelFileError, RunError, PresetError]
     try:
         from keras_mhdeblur.export import ExportError
         errors.append(ExportError)

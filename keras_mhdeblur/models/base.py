@@ -241,6 +241,14 @@ class MultiHeadRestorationModel(keras.Model):
         for name, value in attributes.items():
             object.__setattr__(self, name, value)
 
+    @classmethod
+    def from_preset(cls, name_or_path):
+        """A preset's model (keras_mhdeblur.presets): a shipped name or a preset folder; it
+        must be of this class."""
+        from keras_mhdeblur.presets import from_preset
+
+        return from_preset(name_or_path, cls=None if cls is MultiHeadRestorationModel else cls)
+
     # ---- config -----------------------------------------------------------------------------
     def get_config(self):
         return {

@@ -1,0 +1,151 @@
+"""Presets: trained models that load offline by name, keras-hub style.
+
+    model = keras_mhdeblur.from_preset("NAME")             # a preset shipped in the package
+    model = keras_mhdeblur.NAFNetMH.from_preset("my/preset/folder")
+    keras_mhdeblur.list_presets()                          # [metadata dict, ...]
+
+A preset is a folder of three files:
+
+    config.json         the model's Keras config (class, constructor arguments, selected output)
+    model.weights.h5    its weights (no optimiser state)
+    metadata.json       name, backbone and arguments, heads, combination, training recipe and
+                        data, steps, file size, measured figures
+
+Shipped presets are folders below this package (package data), so nothing is downloaded. A
+user's own preset folder loads the same way. `save_preset` writes one atomically (a temporary
+folder renamed into place); `mhdeblur make-preset` packs a training run's best checkpoint.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+PRESET_DIR = Path(__file__).resolve().parent
+CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE = "config.json", "model.weights.h5", "metadata.json"
+PRESET_FILES = (CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE)
+
+
+class PresetError(ValueError):
+    """A preset that cannot be found or loaded; the message names the preset or the file."""
+
+
+def shipped_presets():
+    """{name: folder} of the presets shipped in the package."""
+    return {path.name: path for path in sorted(PRESET_DIR.iterdir())
+            if path.is_dir() and (path / CONFIG_FILE).exists()}
+
+
+def is_preset_folder(path):
+    """True when `path` is a folder holding a preset's config and weights."""
+    path = Path(path)
+    return path.is_dir() and (path / CONFIG_FILE).exists() and (path / WEIGHTS_FILE).exists()
+
+
+def _read_json(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise PresetError(f"{path}: missing (a preset folder holds "
+                          f"{', '.join(PRESET_FILES)})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise PresetError(f"{path}: damaged, not valid JSON ({error})") from None
+
+
+def resolve_preset(name_or_path):
+    """The folder of a shipped preset's name, or of a preset folder; `PresetError` otherwise,
+    listing the shipped names."""
+    shipped = shipped_presets()
+    if str(name_or_path) in shipped:
+        return shipped[str(name_or_path)]
+    path = Path(name_or_path)
+    if path.is_dir():
+        if not is_preset_folder(path):
+            raise PresetError(f"{path}: not a preset folder (expected {CONFIG_FILE} and "
+                              f"{WEIGHTS_FILE} in it)")
+        return path
+    available = ", ".join(shipped) or "none are shipped in this version"
+    raise PresetError(f"{name_or_path}: no such preset (shipped presets: {available}) and no "
+                      "such preset folder")
+
+
+def list_presets():
+    """Metadata of every shipped preset (see the module doc), sorted by name."""
+    return [_read_json(folder / METADATA_FILE) for folder in shipped_presets().values()]
+
+
+def preset_metadata(name_or_path):
+    """The metadata of one preset."""
+    return _read_json(resolve_preset(name_or_path) / METADATA_FILE)
+
+
+def from_preset(name_or_path, cls=None):
+    """Builds the preset's model and loads its weights; no network is used.
+
+    Args:
+        name_or_path: a shipped preset's name, or a preset folder.
+        cls: when given (e.g. `NAFNetMH.from_preset`), the preset's model must be of this
+            class or a subclass.
+    """
+    import keras
+
+    import keras_mhdeblur  # noqa: F401  (registers the model classes)
+    from keras_mhdeblur.models.base import MultiHeadRestorationModel
+
+    folder = resolve_preset(name_or_path)
+    config = _read_json(folder / CONFIG_FILE)
+    try:
+        model = keras.saving.deserialize_keras_object(config)
+    except Exception as error:
+        raise PresetError(f"{folder / CONFIG_FILE}: does not describe a model this version can "
+                          f"build ({type(error).__name__}: {error})") from None
+    if not isinstance(model, MultiHeadRestorationModel):
+        raise PresetError(f"{folder / CONFIG_FILE}: describes a {type(model).__name__}, not a "
+                          "keras_mhdeblur model")
+    if cls is not None and not isinstance(model, cls):
+        raise PresetError(f"{name_or_path}: holds a {type(model).__name__}, not a "
+                          f"{cls.__name__}; use keras_mhdeblur.from_preset or "
+                          f"{type(model).__name__}.from_preset")
+    try:
+        model.load_weights(folder / WEIGHTS_FILE)
+    except Exception as error:
+        raise PresetError(f"{folder / WEIGHTS_FILE}: damaged or from another model "
+                          f"({type(error).__name__}: {error})") from None
+    return model
+
+
+def save_preset(model, out_dir, metadata, overwrite=False):
+    """Writes `model` (config and weights, no optimiser state) and `metadata` as a preset folder,
+    atomically: a temporary folder beside `out_dir` is renamed into place. Refuses to replace an
+    existing folder unless `overwrite`. Returns the folder."""
+    import keras
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise PresetError(f"{out_dir}: already exists; pass --overwrite to replace it")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        config = keras.saving.serialize_keras_object(model)
+        config.pop("compile_config", None)  # a preset carries no training state
+        (temporary / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+        model.save_weights(temporary / WEIGHTS_FILE)
+        sizes = {name: (temporary / name).stat().st_size for name in (CONFIG_FILE,
+                                                                       WEIGHTS_FILE)}
+        record = {**metadata, "parameters": int(model.count_params()),
+                  "file_bytes": sum(sizes.values())}
+        (temporary / METADATA_FILE).write_text(json.dumps(record, indent=2))
+        os.chmod(temporary, 0o755)
+        if out_dir.exists():
+            previous = out_dir.with_name(f".{out_dir.name}.replaced")
+            shutil.rmtree(previous, ignore_errors=True)
+            os.replace(out_dir, previous)
+            os.replace(temporary, out_dir)
+            shutil.rmtree(previous, ignore_errors=True)
+        else:
+            os.replace(temporary, out_dir)
+    finally:
+        if temporary.exists():
+            shutil.rmtree(temporary, ignore_errors=True)
+    return out_dir
