@@ -185,12 +185,22 @@ def with_output_scorer(model, patch_size=8, width=16, fusion="soft"):
     return scored
 
 
+OBJECTIVES = ("winner", "fusion")
+
+
 class ScorerTrainer(keras.Model):
     """Trains a model's scoring branch with the backbone frozen: `fit` on (blurry, sharp)
-    batches whose H and W are multiples of the scorer's patch size."""
+    batches whose H and W are multiples of the scorer's patch size.
 
-    def __init__(self, model, **kwargs):
+    objective: "winner" (cross-entropy on the per-patch winner) or "fusion" (the PSNR loss of
+        the fused output itself, which is what "auto" ships; docs/heads.md compares them).
+    """
+
+    def __init__(self, model, objective="winner", **kwargs):
         super().__init__(**kwargs)
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+        self.objective = objective
         if getattr(model, "output_scorer", None) is None:
             raise ValueError(f"{model.name} has no scoring branch; add one with "
                              "with_output_scorer(model)")
@@ -203,18 +213,25 @@ class ScorerTrainer(keras.Model):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         outputs, logits = y_pred
-        winners = patch_winners(outputs, y, self.restoration_model.output_scorer.patch_size)
-        return scorer_loss(logits, winners)
+        scorer = self.restoration_model.output_scorer
+        if self.objective == "fusion":
+            height, width = ops.shape(outputs)[2], ops.shape(outputs)[3]
+            weights = scorer.weights_per_pixel(logits, height, width, "soft")
+            fused = ops.sum(ops.cast(outputs, "float32") * ops.expand_dims(weights, -1), axis=1)
+            error = ops.mean(ops.square(fused - ops.cast(y, "float32")), axis=(1, 2, 3))
+            return ops.mean(10.0 * ops.log(error + 1e-8) / ops.log(10.0))
+        return scorer_loss(logits, patch_winners(outputs, y, scorer.patch_size))
 
 
-def fit_scorer(model, dataset, steps, learning_rate=1e-3, verbose=0):
+def fit_scorer(model, dataset, steps, learning_rate=1e-3, objective="winner", verbose=0):
     """Trains `model.output_scorer` for `steps` batches of `dataset` ((blurry, sharp) batches)
-    with Adam and a cosine schedule; every other weight stays as it is. Returns the history."""
+    with Adam and a cosine schedule, on `objective` (see `ScorerTrainer`); every other weight
+    stays as it is. Returns the history."""
     trainable = {layer.name: layer.trainable for layer in model.layers}
     for layer in model.layers:
         layer.trainable = layer is model.output_scorer
     try:
-        trainer = ScorerTrainer(model)
+        trainer = ScorerTrainer(model, objective)
         schedule = keras.optimizers.schedules.CosineDecay(learning_rate, int(steps))
         trainer.compile(optimizer=keras.optimizers.Adam(schedule))
         history = trainer.fit(dataset, steps_per_epoch=int(steps), epochs=1, verbose=verbose)

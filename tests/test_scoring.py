@@ -114,6 +114,23 @@ def test_auto_through_restore_evaluate_and_save(trained, tmp_path):
     np.testing.assert_allclose(restore(loaded, image, which="auto"), auto, atol=1e-6)
 
 
+def test_the_fusion_objective_lowers_the_auto_output_error(trained):
+    from keras_mhdeblur.scoring import ScorerTrainer
+
+    _, scored, blurry, sharp, _ = trained
+    trainer = ScorerTrainer(scored, objective="fusion")
+    before = float(trainer.compute_loss(blurry, sharp, trainer(blurry)))
+    fused = keras.ops.convert_to_numpy(scored.output_scorer.fuse(blurry, scored(blurry)))
+    mse = ((fused - sharp) ** 2).mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(before, np.mean(10 * np.log10(mse + 1e-8)), rtol=1e-4)
+    copy = with_output_scorer(scored)
+    fit_scorer(copy, _batches(blurry, sharp), steps=30, objective="fusion")
+    trainer = ScorerTrainer(copy, objective="fusion")
+    assert float(trainer.compute_loss(blurry, sharp, trainer(blurry))) < before
+    with pytest.raises(ValueError, match="objective"):
+        ScorerTrainer(scored, objective="nope")
+
+
 def test_models_without_a_branch_fall_back_to_the_selected_output(trained):
     model, _, blurry, _, _ = trained
     np.testing.assert_array_equal(restore(model, blurry[0], which="auto"),

@@ -28,6 +28,11 @@ def register(subparsers):
     parser.add_argument("--steps", type=positive_int, default=500, help="steps (default 500)")
     parser.add_argument("--patch-size", type=positive_int, default=8,
                         help="scored patch size, a power of two (default 8)")
+    parser.add_argument("--objective", choices=("winner", "fusion"), default="winner",
+                        help="winner: cross-entropy on the per-patch winner (default); fusion: "
+                        "the PSNR loss of the fused auto output itself")
+    parser.add_argument("--width", type=positive_int, default=16,
+                        help="channels of the branch's convolutions (default 16)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.set_defaults(func=add_scorer_command)
@@ -59,12 +64,12 @@ def add_scorer_command(args):
                          batch=args.batch, seed=args.seed)
     keras.utils.set_random_seed(args.seed)
     try:
-        scored = with_output_scorer(model, patch_size=args.patch_size)
+        scored = with_output_scorer(model, patch_size=args.patch_size, width=args.width)
     except ValueError as error:
         raise CommandError(f"--patch-size: {error}") from None
     print(f"training the scoring branch of {args.model} for {args.steps} steps "
           f"({scored.output_scorer.count_params():,} parameters, backbone frozen)")
-    fit_scorer(scored, training_data(config), args.steps, verbose=2)
+    fit_scorer(scored, training_data(config), args.steps, objective=args.objective, verbose=2)
     destination = save_model(scored, out)
     print(f"wrote {destination}: use --output auto (deblur) or --heads auto (export)")
     return 0
