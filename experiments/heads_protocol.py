@@ -153,8 +153,9 @@ def auto_psnrs(model, pairs):
     scores = {fusion: [] for fusion in FUSIONS}
     for _, blurry, sharp in pairs:
         outputs = restore(model, blurry, which="all")[None]
+        logits = model.output_scorer(blurry[None], outputs)
         for fusion in FUSIONS:
-            fused = model.output_scorer.fuse(blurry[None], outputs, fusion)
+            fused = model.output_scorer.fuse_with_logits(outputs, logits, fusion)
             fused = keras.ops.convert_to_numpy(fused)[0]
             scores[fusion].append(psnr_uint8(to_uint8(fused), to_uint8(sharp)))
     return {fusion: float(np.mean(values)) for fusion, values in scores.items()}
@@ -163,7 +164,7 @@ def auto_psnrs(model, pairs):
 def uncertainty(model, pairs, count=16):
     """Mean spread-map scores (uncertainty.py) against the error of the shipped output (auto
     with a scoring branch, else the selected one) on the first `count` test pairs."""
-    which = "auto" if getattr(model, "output_scorer", None) is not None else "selected"
+    which = "auto" if model.output_scorer is not None else "selected"
     reports = []
     for _, blurry, sharp in pairs[:count]:
         outputs = restore(model, blurry, which="all+auto")

@@ -214,7 +214,8 @@ def run_demo(out_dir="mhdeblur-demo", *, steps=None, quick=False, label="random"
             results["tflite_error"] = f"{type(error).__name__}: {error}"
             log(f"\nTFLite export skipped: {results['tflite_error']}")
     results.update(steps=multi_config.steps, crop=multi_config.crop, batch=multi_config.batch,
-                   label=label, seed=seed, scorer_steps=scorer_steps, train_seconds=round(train_seconds, 1),
+                   label=label, seed=seed, scorer_steps=scorer_steps,
+                   train_seconds=round(train_seconds, 1),
                    wall_seconds=round(time.perf_counter() - start, 1),
                    single_head_config=single_config.to_dict(),
                    multi_head_config=multi_config.to_dict())

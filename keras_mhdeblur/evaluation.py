@@ -154,7 +154,7 @@ def evaluate_model(model, pairs, *, tile=None, overlap=32, compute_ssim=True, to
         total = len(pairs)
     bar = keras.utils.Progbar(total, unit_name="image") if progress else None
     evaluation = MultiHeadEvaluation(compute_ssim)
-    with_auto = getattr(model, "output_scorer", None) is not None
+    with_auto = model.output_scorer is not None
     for name, blurry, sharp in pairs:
         outputs = restore(model, blurry, which="all+auto" if with_auto else "all", tile=tile,
                           overlap=overlap)

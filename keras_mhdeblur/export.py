@@ -30,7 +30,6 @@ quantizes worse fails loudly; pass `tolerance=` (`--max-error` / `--min-psnr`) t
 
 import math
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_mhdeblur.inference import rebuilt, with_tlc
+from keras_mhdeblur.saving import write_folder_atomically
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 LAYOUTS = ("heads", "channels")
@@ -240,7 +240,7 @@ def resolve_output(model, heads=None):
     Returns None (all), an index, or "auto".
     """
     if heads == "auto" and not model.single_output:
-        if getattr(model, "output_scorer", None) is not None:
+        if model.output_scorer is not None:
             return "auto"
         heads = "selected" if model.selected_output is not None else 0
     if model.single_output:
@@ -521,10 +521,8 @@ def verify_tflite(tflite_path, serve, input_size, uint8_io=False, tolerance=None
     return report
 
 
-def _temporary_path(path, directory=False):
+def _temporary_path(path):
     prefix = f".{path.name}."
-    if directory:
-        return Path(tempfile.mkdtemp(dir=path.parent, prefix=prefix, suffix=".tmp"))
     handle, name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
     os.close(handle)
     return Path(name)
@@ -613,10 +611,10 @@ def export_saved_model(model, out_dir, *, heads=None, layout="heads", uint8_io=F
     serve = _trace(function, (None, None, None, 3), dtype)
     tolerance = default_tolerance("none", uint8_io)
     report = VerificationReport("tf.saved_model.load", tolerance)
-    temporary = _temporary_path(out_dir, directory=True)
-    try:
-        _write_saved_model(serve, model, temporary)
-        loaded = tf.saved_model.load(str(temporary)).signatures["serving_default"]
+
+    def write_and_verify(folder):
+        _write_saved_model(serve, model, folder)
+        loaded = tf.saved_model.load(str(folder)).signatures["serving_default"]
         for name, image in _verification_inputs(VERIFY_SIZES, uint8_io, seed):
             image = np.concatenate([image, image[:, ::-1]])  # batch 2: the batch is dynamic too
             expected = serve(tf.constant(image))["output"]
@@ -626,27 +624,8 @@ def export_saved_model(model, out_dir, *, heads=None, layout="heads", uint8_io=F
         if not report.passed:
             raise ExportVerificationError(
                 f"the SavedModel disagrees with Keras; nothing was written.\n{report}", report)
-        _replace_directory(temporary, out_dir)
-    finally:
-        if temporary.exists():
-            shutil.rmtree(temporary)
+
+    write_folder_atomically(out_dir, write_and_verify)
     size_bytes = sum(p.stat().st_size for p in out_dir.rglob("*") if p.is_file())
     output_shape = tuple(-1 if d is None else d for d in serve.structured_outputs["output"].shape)
     return ExportResult(out_dir, size_bytes, (-1, -1, -1, 3), dtype.name, output_shape, report)
-
-
-def _replace_directory(source, destination):
-    """Renames `source` to `destination`, replacing an existing folder only once the new one is
-    in place (a rename cannot replace a non-empty folder in one step)."""
-    if not destination.exists():
-        os.rename(source, destination)
-        return
-    backup = _temporary_path(destination, directory=True)
-    os.rmdir(backup)
-    os.rename(destination, backup)
-    try:
-        os.rename(source, destination)
-    except OSError:
-        os.rename(backup, destination)
-        raise
-    shutil.rmtree(backup)

@@ -31,11 +31,6 @@ def with_tlc(model, train_size):
     return rebuilt(model, tlc_train_size=tuple(int(s) for s in train_size))
 
 
-def has_auto_output(model):
-    """True when the model has a scoring branch (keras_mhdeblur.scoring) for `which="auto"`."""
-    return getattr(model, "output_scorer", None) is not None
-
-
 def select_outputs(model, final, which="all"):
     """Final-stage outputs of one batch (`model.final_output(model(x))`, or `Predictor`'s
     result, which carries the auto output after the K' outputs when the model has a scorer)
@@ -55,10 +50,9 @@ def select_outputs(model, final, which="all"):
     if which == "auto":
         if carries_auto:
             return final[:, model.num_outputs]
-        if has_auto_output(model):
-            from keras_mhdeblur.scoring import auto_output
-
-            return keras.ops.convert_to_numpy(auto_output(model, None, final))
+        if model.output_scorer is not None:
+            raise ValueError("which='auto' needs the outputs of `predictor(model)`, which carry "
+                             "the scoring branch's fusion (it reads the input image too)")
         which = 0 if model.selected_output is None else model.selected_output
     final = final[:, :model.num_outputs]
     if which == "selected":
@@ -112,7 +106,7 @@ class Predictor:
 
     def _with_auto(self, images, final):
         # With a scoring branch, its fused "auto" output rides along after the K' outputs.
-        if not has_auto_output(self.model):
+        if self.model.output_scorer is None:
             return final
         auto = self.model.output_scorer.fuse(images, final)
         return keras.ops.concatenate([final, keras.ops.cast(auto, final.dtype)[:, None]], axis=1)

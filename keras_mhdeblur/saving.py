@@ -8,6 +8,7 @@ the new one, never a truncated archive.
 import json
 import math
 import os
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -70,9 +71,7 @@ def _temporary_beside(path, suffix):
     the permissions a normal file would get (mkstemp makes it private)."""
     handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
     os.close(handle)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)
+    os.chmod(temporary, 0o666 & ~_umask())
     return temporary
 
 
@@ -87,6 +86,41 @@ def _write_atomically(path, suffix, write):
         if os.path.exists(temporary):
             os.remove(temporary)
     return path
+
+
+def write_folder_atomically(path, write):
+    """Creates the folder `path` with `write(temporary_folder)`: the folder is filled beside
+    `path` and renamed into place, replacing an existing one only once the new one is complete
+    (a rename cannot replace a non-empty folder in one step, so the old one is moved aside
+    first and moved back if the rename fails). If `write` raises, nothing is changed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        write(temporary)
+        os.chmod(temporary, 0o777 & ~_umask())
+        if not path.exists():
+            os.rename(temporary, path)
+            return path
+        backup = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+        os.rmdir(backup)
+        os.rename(path, backup)
+        try:
+            os.rename(temporary, path)
+        except OSError:
+            os.rename(backup, path)
+            raise
+        shutil.rmtree(backup)
+    finally:
+        if temporary.exists():
+            shutil.rmtree(temporary)
+    return path
+
+
+def _umask():
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def save_model(model, path):

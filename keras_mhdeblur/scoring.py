@@ -26,8 +26,9 @@ seams). Models without a scorer fall back to their selected output.
 """
 
 import keras
-import numpy as np
 from keras import ops
+
+from keras_mhdeblur.losses import psnr_error
 
 FUSIONS = ("soft", "pick")
 
@@ -120,8 +121,12 @@ class OutputScorer(keras.layers.Layer):
 
     def fuse(self, image, outputs, fusion=None):
         """(B, H, W, 3), (B, K', H, W, 3) -> (B, H, W, 3): the outputs weighed by the scores."""
+        return self.fuse_with_logits(outputs, self(image, outputs), fusion)
+
+    def fuse_with_logits(self, outputs, logits, fusion=None):
+        """`fuse` with the scores already computed: (B, K', H, W, 3), (B, K', h, w)."""
         height, width = ops.shape(outputs)[2], ops.shape(outputs)[3]
-        weights = self.weights_per_pixel(self(image, outputs), height, width, fusion)
+        weights = self.weights_per_pixel(logits, height, width, fusion)
         outputs = ops.cast(outputs, "float32")
         return ops.sum(outputs * ops.expand_dims(weights, -1), axis=1)
 
@@ -168,7 +173,7 @@ def with_output_scorer(model, patch_size=8, width=16, fusion="soft"):
                                "fusion": fusion}
     scored = type(model).from_config(config)
     def backbone_weights(network):
-        scorer = getattr(network, "output_scorer", None)
+        scorer = network.output_scorer
         skip = {id(v) for v in (scorer.weights if scorer is not None else [])}
         step = getattr(network, "loss_step", None)
         if step is not None:
@@ -201,7 +206,7 @@ class ScorerTrainer(keras.Model):
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         self.objective = objective
-        if getattr(model, "output_scorer", None) is None:
+        if model.output_scorer is None:
             raise ValueError(f"{model.name} has no scoring branch; add one with "
                              "with_output_scorer(model)")
         self.restoration_model = model
@@ -215,11 +220,8 @@ class ScorerTrainer(keras.Model):
         outputs, logits = y_pred
         scorer = self.restoration_model.output_scorer
         if self.objective == "fusion":
-            height, width = ops.shape(outputs)[2], ops.shape(outputs)[3]
-            weights = scorer.weights_per_pixel(logits, height, width, "soft")
-            fused = ops.sum(ops.cast(outputs, "float32") * ops.expand_dims(weights, -1), axis=1)
-            error = ops.mean(ops.square(fused - ops.cast(y, "float32")), axis=(1, 2, 3))
-            return ops.mean(10.0 * ops.log(error + 1e-8) / ops.log(10.0))
+            fused = scorer.fuse_with_logits(outputs, logits, "soft")
+            return ops.mean(psnr_error(ops.cast(y, "float32"), fused[:, None]))
         return scorer_loss(logits, patch_winners(outputs, y, scorer.patch_size))
 
 
@@ -244,18 +246,8 @@ def fit_scorer(model, dataset, steps, learning_rate=1e-3, objective="winner", ve
 def auto_output(model, image, outputs):
     """The "auto" output of one batch: the scorer's fusion when the model has a scorer, else
     the selected output (else output 0). (B, H, W, 3), (B, K', H, W, 3) -> (B, H, W, 3)."""
-    scorer = getattr(model, "output_scorer", None)
+    scorer = model.output_scorer
     if scorer is not None:
         return scorer.fuse(image, outputs)
     index = 0 if model.selected_output is None else model.selected_output
     return outputs[:, index]
-
-
-def patch_winner_agreement(model, blurry, sharp):
-    """Share of patches where the scorer's top output is the true per-patch winner, on numpy
-    arrays (N, H, W, 3) (H, W multiples of the patch size)."""
-    outputs = model.final_output(model(blurry, training=False))
-    logits = model.output_scorer(blurry, outputs)
-    winners = patch_winners(outputs, sharp, model.output_scorer.patch_size)
-    predicted = ops.argmax(logits, axis=1)
-    return float(np.mean(ops.convert_to_numpy(predicted) == ops.convert_to_numpy(winners)))

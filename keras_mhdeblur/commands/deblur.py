@@ -88,18 +88,16 @@ def deblur_command(args):
     if out_dir.exists() and not out_dir.is_dir():
         raise CommandError(f"--out {out_dir}: exists and is not a folder")
     model = load_inference_model(args)
-    from keras_mhdeblur.inference import has_auto_output
-
     outputs = model.num_outputs
     requested = args.output
-    if requested is None and has_auto_output(model):
+    if requested is None and model.output_scorer is not None:
         requested = "auto"
     if requested not in (None, "auto", "selected"):
         if not str(requested).isdigit() or not 0 <= int(requested) < outputs:
             raise CommandError(f"--output {requested}: expected auto, selected or an output "
                                f"index; the model has {outputs} output(s) (0..{outputs - 1})")
         requested = int(requested)
-    if requested == "auto" and not has_auto_output(model):
+    if requested == "auto" and model.output_scorer is None:
         print(f"mhdeblur deblur: note: {args.model} has no scoring branch; --output auto writes "
               "its selected head", file=sys.stderr)
         requested = None

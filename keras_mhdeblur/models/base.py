@@ -186,7 +186,7 @@ class MultiHeadRestorationModel(keras.Model):
         `compute_loss`, because on JAX the optimiser's own counter is not part of the state
         the loss is traced with (it would be frozen at trace time). It is saved with the
         weights, so a resumed run continues the schedule; it equals `optimizer.iterations`."""
-        if getattr(self, "loss_step", None) is not None:
+        if self.loss_step is not None:
             return
         # Built models lock their state; the variable belongs to the training setup, so it is
         # added here rather than to every model (official weight files stay as they are). The
@@ -212,7 +212,7 @@ class MultiHeadRestorationModel(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         loss_fn = self.restoration_loss or self.default_loss()
         step_dependent = getattr(loss_fn, "step_dependent", False)
-        if step_dependent and getattr(self, "loss_step", None) is None:
+        if step_dependent and self.loss_step is None:
             raise ValueError(f"{self.name}: the loss follows a schedule over steps; pass it to "
                              "compile() so that the model keeps the step for it")
         step = {"step": ops.convert_to_tensor(self.loss_step)} if step_dependent else {}

@@ -12,14 +12,11 @@ A preset is a folder of three files:
                         data, steps, file size, measured figures
 
 Shipped presets are folders below this package (package data), so nothing is downloaded. A
-user's own preset folder loads the same way. `save_preset` writes one atomically (a temporary
-folder renamed into place); `mhdeblur make-preset` packs a training run's best checkpoint.
+user's own preset folder loads the same way. `save_preset` writes one atomically;
+`mhdeblur make-preset` packs a training run's best checkpoint.
 """
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 PRESET_DIR = Path(__file__).resolve().parent
@@ -117,35 +114,23 @@ def from_preset(name_or_path, cls=None):
 
 def save_preset(model, out_dir, metadata, overwrite=False):
     """Writes `model` (config and weights, no optimiser state) and `metadata` as a preset folder,
-    atomically: a temporary folder beside `out_dir` is renamed into place. Refuses to replace an
-    existing folder unless `overwrite`. Returns the folder."""
+    atomically (`saving.write_folder_atomically`). Refuses to replace an existing folder unless
+    `overwrite`. Returns the folder."""
     import keras
+
+    from keras_mhdeblur.saving import write_folder_atomically
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise PresetError(f"{out_dir}: already exists; pass --overwrite to replace it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+
+    def write(folder):
         config = keras.saving.serialize_keras_object(model)
         config.pop("compile_config", None)  # a preset carries no training state
-        (temporary / CONFIG_FILE).write_text(json.dumps(config, indent=2))
-        model.save_weights(temporary / WEIGHTS_FILE)
-        sizes = {name: (temporary / name).stat().st_size for name in (CONFIG_FILE,
-                                                                       WEIGHTS_FILE)}
-        record = {**metadata, "parameters": int(model.count_params()),
-                  "file_bytes": sum(sizes.values())}
-        (temporary / METADATA_FILE).write_text(json.dumps(record, indent=2))
-        os.chmod(temporary, 0o755)
-        if out_dir.exists():
-            previous = out_dir.with_name(f".{out_dir.name}.replaced")
-            shutil.rmtree(previous, ignore_errors=True)
-            os.replace(out_dir, previous)
-            os.replace(temporary, out_dir)
-            shutil.rmtree(previous, ignore_errors=True)
-        else:
-            os.replace(temporary, out_dir)
-    finally:
-        if temporary.exists():
-            shutil.rmtree(temporary, ignore_errors=True)
-    return out_dir
+        (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+        model.save_weights(folder / WEIGHTS_FILE)
+        size = sum((folder / name).stat().st_size for name in (CONFIG_FILE, WEIGHTS_FILE))
+        record = {**metadata, "parameters": int(model.count_params()), "file_bytes": size}
+        (folder / METADATA_FILE).write_text(json.dumps(record, indent=2))
+
+    return write_folder_atomically(out_dir, write)
