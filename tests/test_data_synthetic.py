@@ -150,3 +150,62 @@ def test_folder_source_uses_the_folders_images_and_checks_them(tmp_path):
         FolderSource(tmp_path / "empty", recursive=False)
     with pytest.raises(DataError, match="not found"):
         FolderSource(tmp_path / "missing")
+
+
+def test_blur_in_pixels_is_the_same_smear_whatever_the_crop():
+    image = dead_leaves_image(np.random.default_rng(2), 320, 320)
+    settings = BlurSettings(blur_pixels=(12.0, 12.0), num_subframes=41)
+    for size in ((32, 32), (160, 160)):
+        pair = synthesize_blur(image, 5, settings, output_size=size)
+        travelled = np.sum(np.linalg.norm(np.diff(pair.shifts, axis=0), axis=1))
+        assert 10.0 < travelled <= 12.0 + 1e-6  # not a fraction of the crop
+    assert BlurSettings(blur_pixels=(2, 30)).margin(32, 32) >= 30
+    with pytest.raises(ValueError, match="blur_pixels"):
+        BlurSettings(blur_pixels=(-1, 4))
+
+
+def test_highlights_clip_in_the_label_and_smear_into_clipped_streaks():
+    from keras_mhdeblur.data.synthetic import HIGHLIGHT_KNEE, boost_highlights
+
+    linear = np.linspace(0, 1, 101, dtype=np.float32)
+    boosted = boost_highlights(linear, 3.0)
+    np.testing.assert_array_equal(boosted[linear <= HIGHLIGHT_KNEE], linear[linear <= HIGHLIGHT_KNEE])
+    assert boosted[-1] == pytest.approx(3.0) and np.all(np.diff(boosted) > 0)
+    # A small white lamp on a dark wall: its energy spreads into a streak that clips too.
+    image = np.full((96, 96, 3), 40, np.uint8)
+    image[44:52, 44:52] = 255
+    plain = BlurSettings(blur_pixels=(16, 16), max_rotation_degrees=0)
+    bright = BlurSettings(blur_pixels=(16, 16), max_rotation_degrees=0, highlight_gain=8.0)
+    dim_pair = synthesize_blur(image, 7, plain, output_size=(64, 64))
+    lit_pair = synthesize_blur(image, 7, bright, output_size=(64, 64))
+    assert np.sum(lit_pair.blurry >= 0.999) > 2 * max(1, np.sum(dim_pair.blurry >= 0.999))
+    np.testing.assert_allclose(lit_pair.sharp, dim_pair.sharp, atol=1e-5)  # white stays white
+    with pytest.raises(ValueError, match="highlight_gain"):
+        BlurSettings(highlight_gain=0.5)
+
+
+def test_held_out_photos_never_reach_the_training_source():
+    every = {path.name for path in sources.bundled_photo_paths("all")}
+    train = {path.name for path in sources.bundled_photo_paths("train")}
+    held_out = {path.name for path in sources.bundled_photo_paths("heldout")}
+    if not every:
+        pytest.skip("scikit-image is not installed: the built-in source is dead leaves only")
+    assert held_out == set(sources.HELD_OUT_PHOTOS) & every and not train & held_out
+    assert train | held_out == every
+    stream = SyntheticPairs(32, seed=3, source="builtin:heldout")
+    assert stream.source.photo_share == 1.0  # photos only: no dead leaves of any seed
+    assert {p.name for p in stream.source.photo_paths} == held_out
+    assert {p.name for p in SyntheticPairs(32, source="builtin:train").source.photo_paths} == train
+    with pytest.raises(ValueError, match="photos must be one of"):
+        sources.bundled_photo_paths("some")
+
+
+def test_realistic_settings_stay_seeded():
+    settings = dict(blur_pixels=(2, 24), noise_sigma=(0, 0.01), jpeg_quality=(75, 95),
+                    highlight_gain=(1, 3), num_subframes=(13, 25))
+    first = SyntheticPairs(40, seed=5, source="builtin:train", **settings).arrays(3, workers=1)
+    again = SyntheticPairs(40, seed=5, source="builtin:train", **settings).arrays(3, workers=2)
+    other = SyntheticPairs(40, seed=6, source="builtin:train", **settings).arrays(3, workers=1)
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])
+    assert not np.allclose(first[0], other[0])

@@ -22,23 +22,46 @@ from keras_mhdeblur.data.dead_leaves import dead_leaves_image
 from keras_mhdeblur.data.datasets import list_images
 from keras_mhdeblur.data.io import DataError, inspect_image, read_image_array
 
-# Colour photographs that scikit-image ships inside its package (not the ones it downloads).
+# Photographs that scikit-image ships inside its package (not the ones it downloads): colour ones,
+# and grey textures and scenes (used as neutral RGB) for fine detail of other kinds.
 SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
-                  "hubble_deep_field.jpg")
+                  "hubble_deep_field.jpg", "camera.png", "brick.png", "grass.png", "gravel.png")
+# Kept out of training by `photos="train"` and used alone by `photos="heldout"`, so a model can
+# be measured on photos it never saw.
+HELD_OUT_PHOTOS = ("chelsea.png", "coffee.png")
+PHOTO_SETS = ("all", "train", "heldout")
+# Real photographs with real camera-motion blur that scikit-image ships (no sharp reference).
+REAL_BLURRY_PHOTOS = ("clock_motion.png",)
 # Tags that keep the random streams of different purposes apart for the same (seed, index).
 _STREAM_REGION, _STREAM_IMAGE_CHOICE, _STREAM_POOL = 2, 4, 6
 
 
-def bundled_photo_paths():
+def bundled_photo_paths(which="all"):
     """Paths of the `SKIMAGE_PHOTOS` present in the installed scikit-image (none if not installed).
 
-    Looks in the package folder without importing scikit-image, so nothing can trigger a download.
+    Args:
+        which: "all", "train" (without `HELD_OUT_PHOTOS`) or "heldout" (only those).
     """
+    if which not in PHOTO_SETS:
+        raise ValueError(f"photos must be one of {PHOTO_SETS}, got {which!r}")
+    names = {"all": SKIMAGE_PHOTOS, "heldout": HELD_OUT_PHOTOS,
+             "train": tuple(n for n in SKIMAGE_PHOTOS if n not in HELD_OUT_PHOTOS)}[which]
+    return _skimage_data_files(names)
+
+
+def bundled_blurry_photo_paths():
+    """Paths of the `REAL_BLURRY_PHOTOS` in the installed scikit-image (none if not installed)."""
+    return _skimage_data_files(REAL_BLURRY_PHOTOS)
+
+
+def _skimage_data_files(names):
+    """The files `names` of scikit-image's package data folder that exist. Looks in the folder
+    without importing scikit-image, so nothing can trigger a download."""
     spec = importlib.util.find_spec("skimage")
     if spec is None or not spec.submodule_search_locations:
         return []
     folder = Path(list(spec.submodule_search_locations)[0]) / "data"
-    return [folder / name for name in SKIMAGE_PHOTOS if (folder / name).is_file()]
+    return [folder / name for name in names if (folder / name).is_file()]
 
 
 def random_region(image, rng, height, width):
@@ -85,7 +108,8 @@ class BuiltinSource:
         dead_leaves_count: number of dead-leaves images in the pool.
         dead_leaves_size: their side in pixels; None for twice the largest region asked for
             (at least 256).
-        photos: also use the bundled photographs when scikit-image is installed.
+        photos: also use the bundled photographs when scikit-image is installed: True or "all",
+            "train" (all but `HELD_OUT_PHOTOS`), "heldout" (only those), False for none.
         photo_scales: each photo is also used downscaled by these factors (downscaling keeps
             it sharp; upscaling would not), where the result still covers the region asked for.
         photo_share: probability that a region comes from a photo rather than dead leaves.
@@ -96,7 +120,8 @@ class BuiltinSource:
         self.seed = int(seed)
         self.dead_leaves_count = int(dead_leaves_count)
         self.dead_leaves_size = dead_leaves_size
-        self.photo_paths = bundled_photo_paths() if photos else []
+        which = "all" if photos is True else photos
+        self.photo_paths = bundled_photo_paths(which) if which else []
         self.photo_scales = tuple(photo_scales)
         self.photo_share = float(photo_share) if self.photo_paths else 0.0
         self._dead_leaves = []

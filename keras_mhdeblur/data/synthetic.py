@@ -52,6 +52,20 @@ _SRGB8_TO_LINEAR = np.where(
     ((np.arange(256) / 255 + 0.055) / 1.055) ** 2.4).astype(np.float32)
 
 
+HIGHLIGHT_KNEE = 0.7  # linear light above which `boost_highlights` raises the scene
+
+
+def boost_highlights(linear, gain):
+    """Scene radiance from a display-referred image: values above `HIGHLIGHT_KNEE` rise smoothly
+    (quadratically from the knee, so with no kink) to `gain` times their value at 1.
+
+    Sources are 8-bit photos whose bright parts are already clipped at white; a real scene is
+    brighter there, and blur spreads that energy. Output float32, may exceed 1.
+    """
+    excess = np.maximum(linear - np.float32(HIGHLIGHT_KNEE), 0) / np.float32(1 - HIGHLIGHT_KNEE)
+    return (linear * (1 + np.float32(gain - 1) * excess * excess)).astype(np.float32)
+
+
 def random_camera_trajectory(rng, num_subframes, length, rotation, *, steps=64, inertia=0.9,
                              drift=2.0, jerk_probability=0.05, jerk_strength=4.0):
     """Camera shake during one exposure: a random walk with inertia (after Boracchi & Foi 2012).
@@ -116,6 +130,13 @@ class BlurSettings:
         noise_sigma: standard deviation of Gaussian noise added to the blurry image, in [0, 1]
             sRGB units: a number or a (min, max) range; 0 for none.
         jpeg_quality: None, or a JPEG quality (or inclusive range) to re-compress the blurry image.
+        blur_pixels: None, or a (min, max) camera-path length in pixels, used instead of
+            `blur_extent`: real shake is a number of pixels of the photo, whatever the crop size
+            (720p GoPro frames show up to tens of pixels).
+        highlight_gain: 1 for none, else a gain (or (min, max) range) for the brightest parts of
+            the scene: linear light above `HIGHLIGHT_KNEE` is raised smoothly to this many times
+            its value at white, so that lamps and sky clip in the label and smear into bright,
+            clipped streaks in the blurry image, as a real sensor integrates them.
     """
 
     num_subframes: int | tuple = (9, 15)
@@ -124,6 +145,8 @@ class BlurSettings:
     label: str = "middle"
     noise_sigma: float | tuple = 0.0
     jpeg_quality: int | tuple | None = None
+    blur_pixels: tuple | None = None
+    highlight_gain: float | tuple = 1.0
 
     def __post_init__(self):
         if self.label not in LABELS:
@@ -132,12 +155,26 @@ class BlurSettings:
         fewest = min(counts) if isinstance(counts, (tuple, list)) else counts
         if fewest < 1:
             raise ValueError(f"num_subframes must be at least 1, got {self.num_subframes}")
+        if self.blur_pixels is not None and (len(self.blur_pixels) != 2
+                                             or not 0 <= min(self.blur_pixels)):
+            raise ValueError(f"blur_pixels must be a (min, max) pair of lengths >= 0, got "
+                             f"{self.blur_pixels!r}")
+        gains = self.highlight_gain
+        if (min(gains) if isinstance(gains, (tuple, list)) else gains) < 1:
+            raise ValueError(f"highlight_gain must be >= 1, got {self.highlight_gain!r}")
+
+    def path_length(self, rng, height, width):
+        """A camera-path length in pixels for a (height, width) output."""
+        if self.blur_pixels is not None:
+            return _draw(rng, tuple(self.blur_pixels))
+        return _draw(rng, tuple(self.blur_extent)) * min(height, width)
 
     def margin(self, height, width):
         """Pixels a sub-frame can move a pixel by at most, +2 for bilinear sampling: the border
         of source around a (height, width) output that keeps every sub-frame fully defined."""
         half_diagonal = math.hypot(height, width) / 2
-        travel = max(self.blur_extent) * min(height, width)  # no point is farther than the path length
+        travel = (max(self.blur_pixels) if self.blur_pixels is not None  # no point is farther
+                  else max(self.blur_extent) * min(height, width))       # than the path length
         return int(math.ceil(travel + half_diagonal * math.radians(self.max_rotation_degrees))) + 2
 
 
@@ -255,7 +292,7 @@ def synthesize_blur(image, rng=None, settings=BlurSettings(), *, output_size=Non
     height, width = output_size if output_size is not None else image.shape[:2]
     count = _draw(rng, settings.num_subframes, integer=True)
     label_index = count // 2 if settings.label == "middle" else int(rng.integers(0, count))
-    length = _draw(rng, tuple(settings.blur_extent)) * min(height, width)
+    length = settings.path_length(rng, height, width)
     rotation = math.radians(rng.uniform(0, settings.max_rotation_degrees))
     shifts, angles = random_camera_trajectory(rng, count, length, rotation)
     shifts, angles = shifts - shifts[label_index], angles - angles[label_index]  # label pose = identity
@@ -267,6 +304,9 @@ def synthesize_blur(image, rng=None, settings=BlurSettings(), *, output_size=Non
         linear = _SRGB8_TO_LINEAR[region]
     else:
         linear = srgb_to_linear(region)
+    gain = _draw(rng, settings.highlight_gain) if settings.highlight_gain != 1.0 else 1.0
+    if gain != 1.0:
+        linear = boost_highlights(linear, gain)
     planes = np.ascontiguousarray(np.moveaxis(linear, -1, 0)).reshape(3, -1)
     frames = _warp_subframes(planes, linear.shape[:2], (height, width), shifts, angles)
 
@@ -286,9 +326,16 @@ def synthesize_blur(image, rng=None, settings=BlurSettings(), *, output_size=Non
     return SyntheticPair(blurry, sharp, subframes, label_index, shifts, angles)
 
 
+BUILTIN_SOURCES = {"builtin": "all", "builtin:train": "train", "builtin:heldout": "heldout"}
+
+
 def _as_source(source, seed):
     if source is None:
         return BuiltinSource(seed)
+    if isinstance(source, str) and source in BUILTIN_SOURCES and not Path(source).exists():
+        which = BUILTIN_SOURCES[source]
+        # The held-out set is photos only: dead leaves of any seed are the family it trained on.
+        return BuiltinSource(seed, photos=which, photo_share=1.0 if which == "heldout" else 0.5)
     if isinstance(source, (str, os.PathLike)):
         return FolderSource(source)
     if not hasattr(source, "region"):
@@ -306,20 +353,25 @@ class SyntheticPairs:
     Args:
         size: (height, width) of the pairs (an int for squares).
         seed: stream seed.
-        source: None for the built-in source (dead leaves + bundled photos), a folder of sharp
-            images, or an object with `region(seed, index, height, width)` (see `sources.py`).
-        label, num_subframes, blur_extent, max_rotation_degrees, noise_sigma, jpeg_quality:
-            see `BlurSettings`.
+        source: None or "builtin" for the built-in source (dead leaves + bundled photos),
+            "builtin:train" for it without the held-out photos (`sources.HELD_OUT_PHOTOS`),
+            "builtin:heldout" for those photos alone (no dead leaves), a folder of sharp images, or an object with
+            `region(seed, index, height, width)` (see `sources.py`).
+        label, num_subframes, blur_extent, max_rotation_degrees, noise_sigma, jpeg_quality,
+        blur_pixels, highlight_gain: see `BlurSettings`.
     """
 
     def __init__(self, size=(256, 256), seed=0, source=None, *, label="middle", num_subframes=(9, 15),
-                 blur_extent=(0.02, 0.12), max_rotation_degrees=1.0, noise_sigma=0.0, jpeg_quality=None):
+                 blur_extent=(0.02, 0.12), max_rotation_degrees=1.0, noise_sigma=0.0, jpeg_quality=None,
+                 blur_pixels=None, highlight_gain=1.0):
         self.size = (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
         if min(self.size) < 1:
             raise ValueError(f"size must be positive, got {size}")
         self.seed = int(seed)
         self.settings = BlurSettings(num_subframes, tuple(blur_extent), max_rotation_degrees, label,
-                                     noise_sigma, jpeg_quality)
+                                     noise_sigma, jpeg_quality,
+                                     None if blur_pixels is None else tuple(blur_pixels),
+                                     highlight_gain)
         self.source = _as_source(source, self.seed)
 
     def pair(self, index, return_subframes=False):
