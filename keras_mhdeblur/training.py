@@ -70,7 +70,11 @@ class TrainConfig:
         data, split: paired-image folder for `find_pairs` (and its split).
         synthetic: train on the built-in synthetic blur stream instead of `data`.
         synthetic_label: "middle" (GoPro) or "random" sub-frame as the sharp label (METHOD 11).
-        source: folder of sharp images for synthetic blur (default: built-in images).
+        synthetic_blur: settings of the synthetic blur (`data.BlurSettings` fields other than
+            the label: blur_pixels, noise_sigma, jpeg_quality, highlight_gain, ...); {} for the
+            defaults.
+        source: folder of sharp images for synthetic blur, or "builtin" (default),
+            "builtin:train" (the built-in images without the held-out photos).
         val_data, val_split: validation folder; val_synthetic: else N held-out synthetic pairs.
         crop: training crop size (square); batch: global batch; steps: training iterations.
         val_every, checkpoint_every, keep: validation interval, checkpoint interval (steps) and
@@ -84,6 +88,10 @@ class TrainConfig:
             temperature T0 in the loss's units (dB for PSNR), falling linearly to 0 over
             `anneal_steps` steps (None: over the first half of `steps`). 0: the official loss.
         relaxation: relaxed winner-takes-all, eps on the losers. 0: the official loss.
+        init_from: fine-tune: start from this model's weights (a preset name or folder, or a
+            .keras file) instead of a fresh initialisation. The architecture settings (model,
+            heads, combine_heads, width, overrides) must describe it: `architecture_of` gives
+            them, and `mhdeblur train --init-from` fills them in.
     """
 
     model: str = "nafnet-w32"
@@ -95,6 +103,7 @@ class TrainConfig:
     split: str | None = None
     synthetic: bool = False
     synthetic_label: str = "middle"
+    synthetic_blur: dict = dataclasses.field(default_factory=dict)
     source: str | None = None
     val_data: str | None = None
     val_split: str | None = None
@@ -113,6 +122,7 @@ class TrainConfig:
     temperature: float = 0.0
     anneal_steps: int | None = None
     relaxation: float = 0.0
+    init_from: str | None = None
 
     @classmethod
     def from_dict(cls, values, where="config"):
@@ -151,6 +161,20 @@ class TrainConfig:
             fail("give exactly one training source: --data DIR (paired folders) or --synthetic")
         if self.synthetic_label not in LABELS:
             fail(f"synthetic_label must be one of {LABELS}, got {self.synthetic_label!r}")
+        if not isinstance(self.synthetic_blur, dict):
+            fail(f"synthetic_blur must be a mapping of blur settings, got {self.synthetic_blur!r}")
+        from keras_mhdeblur.data import BlurSettings
+
+        blur_fields = {field.name for field in dataclasses.fields(BlurSettings)} - {"label"}
+        unknown = sorted(set(self.synthetic_blur) - blur_fields)
+        if unknown:
+            fail(f"synthetic_blur: unknown setting(s) {', '.join(unknown)}; known: "
+                 f"{', '.join(sorted(blur_fields))}")
+        try:
+            BlurSettings(**{key: tuple(value) if isinstance(value, list) else value
+                            for key, value in self.synthetic_blur.items()})
+        except (TypeError, ValueError) as error:
+            fail(f"synthetic_blur: {error}")
         if self.val_data is not None and self.val_synthetic:
             fail("give at most one validation source: --val-data DIR or --val-synthetic N")
         if not isinstance(self.val_synthetic, int) or self.val_synthetic < 0:
@@ -300,11 +324,71 @@ def build_training_model(config):
 
     model = build_model(config.model, heads=config.heads, combine_heads=config.combine_heads,
                         **config.model_arguments())
+    if config.init_from is not None:
+        initialise_from(model, config)
     schedule = optimizers.official_schedule(model.recipe, config.steps, config.lr)
     optimizer = optimizers.official_optimizer(model.recipe, learning_rate=schedule)
     model.compile(optimizer=optimizer, loss=training_loss(model, config),
                   jit_compile="auto" if config.jit_compile is None else config.jit_compile)
     return model
+
+
+# Constructor arguments that are not the architecture: how outputs are read, and training state.
+_NOT_ARCHITECTURE = ("name", "trainable", "dtype", "heads", "combine_heads", "selected_output",
+                     "output_format", "output_scorer", "schedule_step", "tlc_train_size",
+                     "single_output")
+
+
+def architecture_of(model):
+    """The TrainConfig settings {model, heads, combine_heads, width, overrides} that build
+    `model`'s architecture (a named config whose class it is, plus the arguments that differ)."""
+    import inspect
+
+    from keras_mhdeblur.models import NAMED_CONFIGS
+
+    stored = _plain(model.get_config())
+    for name, (multi_head_class, single_head_class, defaults) in NAMED_CONFIGS.items():
+        single = type(model) is single_head_class
+        if not single and type(model) is not multi_head_class:
+            continue
+        # The single-head classes pass their arguments on: the multi-head signature has them.
+        signature = inspect.signature(multi_head_class.__init__).parameters
+        class_defaults = {key: _plain(parameter.default) for key, parameter in signature.items()
+                          if parameter.default is not inspect.Parameter.empty}
+        expected = {**class_defaults, **_plain(defaults)}
+        differing = {key: value for key, value in stored.items()
+                     if key not in _NOT_ARCHITECTURE and value != expected.get(key)}
+        values = {"model": name, "heads": 1 if single else int(stored["heads"]),
+                  "combine_heads": True if single else bool(stored["combine_heads"])}
+        if "width" in differing:
+            values["width"] = differing.pop("width")
+        values["overrides"] = differing
+        return values
+    raise RunError(f"{type(model).__name__} is not the class of any named config "
+                   f"({', '.join(NAMED_CONFIGS)}); --init-from needs one")
+
+
+def load_initial_model(init_from):
+    """The model `init_from` names (preset name or folder, or model file), uncompiled."""
+    return load_model(init_from, compile=False)
+
+
+def initialise_from(model, config):
+    """Copies the weights of `config.init_from` into the freshly built `model` (same
+    architecture; a scoring branch of the source is not carried over: train a new one)."""
+    source = load_initial_model(config.init_from)
+    check_model_matches(source, config, config.init_from)
+    scorer = getattr(source, "output_scorer", None)
+    scorer_weights = {id(w) for w in scorer.weights} if scorer is not None else set()
+    backbone = [w for w in source.weights if id(w) not in scorer_weights]
+    if len(backbone) != len(model.weights):
+        raise RunError(f"--init-from {config.init_from}: has {len(backbone)} weight tensors, the "
+                       f"model to train has {len(model.weights)}; the architectures differ")
+    for target, value in zip(model.weights, backbone):
+        if tuple(target.shape) != tuple(value.shape):
+            raise RunError(f"--init-from {config.init_from}: weight {value.path} has shape "
+                           f"{tuple(value.shape)}, the model to train expects {tuple(target.shape)}")
+        target.assign(value)
 
 
 def training_loss(model, config):
@@ -349,7 +433,9 @@ def synthetic_stream(config, seed_offset=0):
     from keras_mhdeblur.data import SyntheticPairs
 
     return SyntheticPairs(config.crop, seed=config.seed + seed_offset, source=config.source,
-                          label=config.synthetic_label)
+                          label=config.synthetic_label,
+                          **{key: tuple(value) if isinstance(value, list) else value
+                             for key, value in config.synthetic_blur.items()})
 
 
 def training_data(config, start_step=0):

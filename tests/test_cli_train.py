@@ -187,3 +187,54 @@ def test_resumed_jax_run_loads_its_compiled_train_step(tmp_path):
                                     JAX_TRAIN, backend="jax").strip().splitlines()[-1])
     assert resumed["code"] == 0
     assert resumed["hits"] > first["hits"], (first, resumed)
+
+
+def test_synthetic_blur_settings_come_from_the_config_file_and_are_checked(tmp_path, capsys):
+    settings = tmp_path / "run.yaml"
+    settings.write_text("width: 8\nsynthetic: true\ncrop: 32\nbatch: 2\nsteps: 1\nheads: 2\n"
+                        "checkpoint-every: 1\njit_compile: false\nsource: 'builtin:train'\n"
+                        "overrides: {enc_blocks: [1], dec_blocks: [1]}\n"
+                        "synthetic-blur: {blur_pixels: [2, 12], jpeg_quality: [80, 90], "
+                        "highlight_gain: [1, 2]}\n")
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(settings), "--out", str(run)]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["synthetic_blur"]["blur_pixels"] == [2, 12]
+    from keras_mhdeblur.training import TrainConfig, synthetic_stream
+
+    stream = synthetic_stream(TrainConfig.from_dict(config))
+    assert stream.settings.blur_pixels == (2, 12) and stream.settings.jpeg_quality == (80, 90)
+    capsys.readouterr()
+    for bad, message in (("{blur_length: 3}", "synthetic_blur: unknown setting(s) blur_length"),
+                         ("{highlight_gain: 0.5}", "synthetic_blur: highlight_gain must be >= 1")):
+        settings.write_text(f"synthetic: true\nsynthetic-blur: {bad}\n")
+        assert main(["train", "--config", str(settings), "--out", str(tmp_path / "x")]) == 1
+        assert message in capsys.readouterr().err
+
+
+def test_init_from_fine_tunes_a_model_with_its_architecture(tmp_path, capsys):
+    from keras_mhdeblur.training import TrainConfig, architecture_of, build_training_model
+
+    source_run = tmp_path / "source"
+    assert main(["train", "--out", str(source_run), "--steps", "2", "--checkpoint-every", "2"]
+                + TINY) == 0
+    source = load_model(source_run / "model.keras", compile=False)
+    architecture = architecture_of(source)
+    assert architecture == {"model": "nafnet-w32", "heads": 2, "combine_heads": True, "width": 8,
+                            "overrides": {"enc_blocks": [1, 1], "dec_blocks": [1, 1]}}
+    # No architecture flags: they come from the source, and training starts from its weights.
+    tuned = tmp_path / "tuned"
+    assert main(["train", "--out", str(tuned), "--init-from", str(source_run / "model.keras"),
+                 "--synthetic", "--crop", "32", "--batch", "2", "--steps", "1",
+                 "--checkpoint-every", "1", "--no-jit-compile"]) == 0
+    config = TrainConfig.from_dict(json.loads((tuned / "config.json").read_text()))
+    assert (config.width, config.heads) == (8, 2)
+    start = build_training_model(config)
+    for started, original in zip(start.get_weights(), source.get_weights()):
+        np.testing.assert_array_equal(started, original)
+    fresh = build_training_model(TrainConfig(**{**config.__dict__, "init_from": None}))
+    assert not all(np.array_equal(a, b) for a, b in zip(fresh.get_weights(), source.get_weights()))
+    capsys.readouterr()
+    assert main(["train", "--out", str(tmp_path / "bad"), "--init-from",
+                 str(source_run / "model.keras"), "--synthetic", "--width", "16"]) == 1
+    assert "fixes the architecture; drop width=16 (it has 8)" in capsys.readouterr().err

@@ -36,6 +36,9 @@ def register(subparsers):
     model.add_argument("--no-combine", dest="combine_heads", action="store_false",
                        help="K outputs instead of K(K+1)/2 (no head combination)")
     model.add_argument("--width", type=positive_int, help="override the config's width")
+    model.add_argument("--init-from", metavar="MODEL",
+                       help="fine-tune: start from this preset (name or folder) or .keras file; "
+                       "the architecture flags come from it")
     model.add_argument("--override", action="append", metavar="KEY=VALUE",
                        help="constructor argument (JSON value or comma list), e.g. "
                        "enc_blocks=1,1 (repeatable)")
@@ -47,7 +50,8 @@ def register(subparsers):
     data.add_argument("--synthetic-label", choices=("middle", "random"),
                       help="sharp label of synthetic pairs: the middle sub-frame (GoPro) or a "
                       "random one (ambiguous; default middle)")
-    data.add_argument("--source", metavar="DIR", help="sharp images for --synthetic")
+    data.add_argument("--source", metavar="DIR", help="sharp images for --synthetic: a folder, or "
+                      "builtin (default) / builtin:train (without the held-out photos)")
     data.add_argument("--val-data", metavar="DIR", help="validation pairs (best checkpoint)")
     data.add_argument("--val-split", help="split of --val-data, e.g. test")
     data.add_argument("--val-synthetic", type=int, metavar="N",
@@ -163,8 +167,28 @@ def resolve(args):
     values.update(requested)
     if overrides or "overrides" in values:
         values["overrides"] = overrides
+    if values.get("init_from") and not options["resume"]:
+        values.update(_architecture_from(values["init_from"], requested))
     where = "settings" if not options["config"] else f"--config {options['config']} and flags"
     return TrainConfig.from_dict(values, where), options
+
+
+ARCHITECTURE_SETTINGS = ("model", "heads", "combine_heads", "width", "overrides")
+
+
+def _architecture_from(init_from, requested):
+    """The architecture settings of the --init-from model; explicit ones must agree with it."""
+    from keras_mhdeblur.training import architecture_of, load_initial_model
+
+    architecture = {"width": None, **architecture_of(load_initial_model(init_from))}
+    conflicts = [f"{name}={requested[name]!r} (it has {architecture[name]!r})"
+                 for name in ARCHITECTURE_SETTINGS
+                 if name in requested and json.loads(json.dumps(requested[name])) !=
+                 architecture[name] and not (name == "overrides" and not requested[name])]
+    if conflicts:
+        raise CommandError(f"--init-from {init_from} fixes the architecture; drop "
+                           f"{', '.join(conflicts)}")
+    return architecture
 
 
 @reports_errors("train")
