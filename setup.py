@@ -17,7 +17,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["keras_mhdeblur", "keras_mhdeblur.*"]),
     # Shipped presets: keras_mhdeblur/presets/<name>/{config.json, model.weights.h5, metadata.json}
-    package_data={"keras_mhdeblur.presets": ["*/*.json", "*/*.weights.h5"]},
+    package_data={"keras_mhdeblur.presets": ["*/*.json", "*/*.weights.h5", "*/*.npz"]},
     install_requires=[
         # TensorFlow is the default backend and the one tf.data and export use. The CPU wheel is
         # enough for everything here; GPU users install `tensorflow[and-cuda]` of the same version.
@@ -33,7 +33,8 @@ setup(
         "ai-edge-litert==2.3.*; platform_system == 'Linux' and platform_machine == 'x86_64'",
     ],
     extras_require={
-        "test": ["pytest>=8", "jax[cpu]==0.10.*"],
+        # scikit-image: the tests use its bundled photos (held-out pairs of the shipped preset)
+        "test": ["pytest>=8", "jax[cpu]==0.10.*", "scikit-image>=0.24"],
         "jax": ["jax[cpu]==0.10.*"],
         "torch": ["torch==2.13.0"],
         "litert": ["ai-edge-litert==2.3.*"],

@@ -19,7 +19,7 @@ SUBCOMMAND_MODULES = (
     "keras_mhdeblur.commands.evaluate",
     "keras_mhdeblur.commands.select_head",
     "keras_mhdeblur.commands.add_scorer",
-    "keras_mhdeblur.commands.make_preset",
+    "keras_mhdeblur.commands.presets",
     "keras_mhdeblur.commands.deblur",
     "keras_mhdeblur.commands.demo",
     "keras_mhdeblur.data.cli",

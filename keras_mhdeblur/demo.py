@@ -1,5 +1,10 @@
-"""The main job in a few minutes on a CPU, with no download: single head vs multi-head.
+"""The main job in a few minutes on a CPU, with no download: a trained preset at work, then
+single head vs multi-head trained from scratch.
 
+First the shipped preset (`keras_mhdeblur.presets`, trained in this project) deblurs held-out
+synthetic pairs made from photos its training never saw and the real blurry photos scikit-image
+bundles, in seconds: a table with the input row and `preset_sheet.png`, side by side at 1:1.
+Then the training comparison:
 Trains a small single-head and a small multi-head NAFNet (K = 4 heads, combined into 10 outputs)
 on built-in synthetic motion blur whose sharp label is a *random* sub-frame of the exposure
 (METHOD 11). That label is ambiguous on purpose: one head can only learn the average answer (the
@@ -13,7 +18,7 @@ model's best single head is chosen on a separate validation set and stored in th
 
     results = run_demo("mhdeblur-demo")          # or `mhdeblur demo`
 
-Writes into the output folder: runs/single-head and runs/multi-head (training runs: checkpoints,
+Writes into the output folder: preset_sheet.png, runs/single-head and runs/multi-head (training runs: checkpoints,
 logs), single_head.keras, multi_head.keras (selected head stored), sheet.png (contact sheets of a
 few test images), results.json, and multi_head.tflite when keras_mhdeblur.export is available.
 """
@@ -36,7 +41,10 @@ DEMO_MODEL = dict(model="nafnet-w32", width=12,
 #: the --quick demo.
 BUDGETS = {"default": (600, 64, 8, 32, 64, 300), "quick": (40, 32, 4, 8, 16, 10)}
 DEMO_FILES = ("runs", "single_head.keras", "multi_head.keras", "sheet.png", "results.json",
-              "multi_head.tflite")
+              "multi_head.tflite", "preset_sheet.png")
+#: Held-out pairs (count, side) the preset is shown on, default and --quick.
+PRESET_PAIRS = {"default": (16, 192), "quick": (2, 96)}
+PRESET_SHEET_PAIRS = 3
 SHEET_IMAGES = 3
 
 
@@ -136,8 +144,45 @@ def comparison_table(inputs, single, multi, selected, multi_config):
     return "\n".join(lines)
 
 
+def show_preset(out_dir, preset="default", quick=False, log=print):
+    """Deblurs held-out pairs and the bundled real blurry photos with a preset; writes
+    out_dir/preset_sheet.png and returns its figures (None when no preset is shipped)."""
+    from keras_mhdeblur.data.io import write_png
+    from keras_mhdeblur.data.sources import bundled_blurry_photo_paths
+    from keras_mhdeblur.presets import (default_preset, from_preset, held_out_pairs,
+                                        preset_metadata)
+    from keras_mhdeblur.presets.measure import (figures_table, held_out_figures, photo_figures,
+                                                showcase_sheet)
+
+    chosen = default_preset() if preset == "default" else preset
+    if chosen is None:
+        log("no preset is shipped in this installation; skipping the preset part")
+        return None
+    start = time.perf_counter()
+    model = from_preset(chosen)
+    name = preset_metadata(chosen).get("name", str(chosen))
+    count, size = PRESET_PAIRS["quick" if quick else "default"]
+    pairs = held_out_pairs(chosen, count, size)
+    figures = held_out_figures(model, pairs)
+    photos, photo_images = photo_figures(model, bundled_blurry_photo_paths())
+    write_png(Path(out_dir) / "preset_sheet.png",
+              showcase_sheet(model, pairs[:PRESET_SHEET_PAIRS], photo_images))
+    seconds = time.perf_counter() - start
+    log(f"preset {name!r} ({model.count_params():,} parameters) on {count} held-out synthetic "
+        f"pairs of {size}x{size} from photos its training never saw; 8-bit PSNR (dB), SSIM:\n"
+        + figures_table(figures))
+    for record in photos:
+        log(f"real blurry photo {record['photo']} ({record['width']}x{record['height']}): "
+            f"{record['seconds']:.1f} s, colour cast "
+            f"{record['colour_cast_levels']:.2f} levels, channel shifts "
+            f"{' '.join(f'{v:+.2f}' for v in record['channel_shift_levels'])}")
+    log(f"side by side at 1:1: {Path(out_dir) / 'preset_sheet.png'} ({seconds:.0f} s)")
+    return {"name": name, "held_out": figures, "photos": photos, "seconds": round(seconds, 1)}
+
+
 def run_demo(out_dir="mhdeblur-demo", *, steps=None, quick=False, label="random", seed=0,
-             official=False, overwrite=False, export=True, verbose=2, log=print):
+             official=False, overwrite=False, export=True, preset="default", verbose=2,
+             log=print):
     """Runs the demo (see the module doc) and returns its results dict (also results.json).
 
     Args:
@@ -150,6 +195,7 @@ def run_demo(out_dir="mhdeblur-demo", *, steps=None, quick=False, label="random"
             instead of the recommended annealed one.
         overwrite: replace the demo's files in a non-empty `out_dir`.
         export: also export the multi-head model to TFLite (when keras_mhdeblur.export exists).
+        preset: the preset shown first ("default": the default shipped preset; None: skip).
         verbose: Keras `fit` verbosity (2: one line per checkpoint interval).
         log: where the table and progress lines go.
     """
@@ -159,6 +205,11 @@ def run_demo(out_dir="mhdeblur-demo", *, steps=None, quick=False, label="random"
 
     start = time.perf_counter()
     out_dir = _prepare(out_dir, overwrite)
+    shown = None
+    if preset is not None:
+        log("== a trained preset, out of the box ==")
+        shown = show_preset(out_dir, preset, quick, log)
+        log("")
     single_config, multi_config, test_count = demo_configs(steps, quick, label, seed, official)
     scorer_steps = BUDGETS["quick" if quick else "default"][-1]
     recipe = ("official hard winner-takes-all" if official else
@@ -183,6 +234,7 @@ def run_demo(out_dir="mhdeblur-demo", *, steps=None, quick=False, label="random"
     test_pairs = [(f"{i:06d}", b, s) for i, (b, s) in enumerate(zip(blurry, sharp))]
     selection = select_output(multi, validation_pairs(multi_config))
     results = {
+        "preset": shown,
         "input": evaluate_inputs(test_pairs).summary(),
         "single_head": evaluate_model(single, test_pairs).summary(),
         "multi_head": evaluate_model(multi, test_pairs).summary(),

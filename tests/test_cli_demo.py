@@ -19,7 +19,13 @@ def test_demo_quick(tmp_path, capsys):
                 "multi-head auto (scoring branch, no oracle)", "annealed winner-takes-all",
                 "the official PSNR loss is -PSNR in dB"):
         assert row in printed
+    # The shipped preset comes first: held-out pairs with the input row, a real photo, 1:1 sheet.
+    assert printed.index("a trained preset, out of the box") < printed.index("training the single")
+    assert "shipped output:" in printed and "real blurry photo clock_motion.png" in printed
     results = json.loads((out / "results.json").read_text())
+    preset = results["preset"]
+    assert preset["held_out"]["pairs"] == 2 and preset["photos"][0]["width"] == 400
+    assert (out / "preset_sheet.png").stat().st_size > 0
     assert results["multi_head"]["num_outputs"] == 10 and results["single_head"]["num_outputs"] == 1
     assert sum(results["multi_head"]["wins_psnr"]) == results["multi_head"]["num_images"]
     multi = load_model(out / "multi_head.keras", compile=False)

@@ -196,15 +196,18 @@ def test_synthetic_blur_settings_come_from_the_config_file_and_are_checked(tmp_p
                         "overrides: {enc_blocks: [1], dec_blocks: [1]}\n"
                         "synthetic-blur: {blur_pixels: [2, 12], jpeg_quality: [80, 90], "
                         "highlight_gain: [1, 2]}\n")
-    run = tmp_path / "run"
-    assert main(["train", "--config", str(settings), "--out", str(run)]) == 0
-    config = json.loads((run / "config.json").read_text())
-    assert config["synthetic_blur"]["blur_pixels"] == [2, 12]
-    from keras_mhdeblur.training import TrainConfig, synthetic_stream
+    from keras_mhdeblur.cli import build_parser
+    from keras_mhdeblur.commands.train import resolve
+    from keras_mhdeblur.training import synthetic_stream
 
-    stream = synthetic_stream(TrainConfig.from_dict(config))
+    args = build_parser().parse_args(["train", "--config", str(settings), "--out",
+                                      str(tmp_path / "run")])
+    config, _ = resolve(args)  # the settings `mhdeblur train` would run with
+    assert config.synthetic_blur["blur_pixels"] == [2, 12]
+    stream = synthetic_stream(config)
     assert stream.settings.blur_pixels == (2, 12) and stream.settings.jpeg_quality == (80, 90)
-    capsys.readouterr()
+    assert stream.source.photo_paths and all(  # builtin:train keeps the held-out photos out
+        path.name not in ("chelsea.png", "coffee.png") for path in stream.source.photo_paths)
     for bad, message in (("{blur_length: 3}", "synthetic_blur: unknown setting(s) blur_length"),
                          ("{highlight_gain: 0.5}", "synthetic_blur: highlight_gain must be >= 1")):
         settings.write_text(f"synthetic: true\nsynthetic-blur: {bad}\n")
@@ -215,16 +218,20 @@ def test_synthetic_blur_settings_come_from_the_config_file_and_are_checked(tmp_p
 def test_init_from_fine_tunes_a_model_with_its_architecture(tmp_path, capsys):
     from keras_mhdeblur.training import TrainConfig, architecture_of, build_training_model
 
-    source_run = tmp_path / "source"
-    assert main(["train", "--out", str(source_run), "--steps", "2", "--checkpoint-every", "2"]
-                + TINY) == 0
-    source = load_model(source_run / "model.keras", compile=False)
+    from keras_mhdeblur.models import build_model
+    from keras_mhdeblur.saving import save_model
+
+    keras.utils.set_random_seed(7)
+    source_file = tmp_path / "source.keras"
+    save_model(build_model("nafnet-w32", heads=2, width=8, enc_blocks=[1, 1],
+                           dec_blocks=[1, 1]), source_file)
+    source = load_model(source_file, compile=False)
     architecture = architecture_of(source)
     assert architecture == {"model": "nafnet-w32", "heads": 2, "combine_heads": True, "width": 8,
                             "overrides": {"enc_blocks": [1, 1], "dec_blocks": [1, 1]}}
     # No architecture flags: they come from the source, and training starts from its weights.
     tuned = tmp_path / "tuned"
-    assert main(["train", "--out", str(tuned), "--init-from", str(source_run / "model.keras"),
+    assert main(["train", "--out", str(tuned), "--init-from", str(source_file),
                  "--synthetic", "--crop", "32", "--batch", "2", "--steps", "1",
                  "--checkpoint-every", "1", "--no-jit-compile"]) == 0
     config = TrainConfig.from_dict(json.loads((tuned / "config.json").read_text()))
@@ -235,6 +242,6 @@ def test_init_from_fine_tunes_a_model_with_its_architecture(tmp_path, capsys):
     fresh = build_training_model(TrainConfig(**{**config.__dict__, "init_from": None}))
     assert not all(np.array_equal(a, b) for a, b in zip(fresh.get_weights(), source.get_weights()))
     capsys.readouterr()
-    assert main(["train", "--out", str(tmp_path / "bad"), "--init-from",
-                 str(source_run / "model.keras"), "--synthetic", "--width", "16"]) == 1
+    assert main(["train", "--out", str(tmp_path / "bad"), "--init-from", str(source_file),
+                 "--synthetic", "--width", "16"]) == 1
     assert "fixes the architecture; drop width=16 (it has 8)" in capsys.readouterr().err

@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 
 import keras_mhdeblur
-from helpers import random_images
+from helpers import random_images, run_python
 from keras_mhdeblur.cli import main
+from keras_mhdeblur.data.sources import bundled_blurry_photo_paths
 from keras_mhdeblur.inference import restore
-from keras_mhdeblur.presets import PresetError, from_preset, list_presets, save_preset
+from keras_mhdeblur.presets import (PresetError, from_preset, held_out_pairs, list_presets,
+                                    save_preset)
+from keras_mhdeblur.presets.measure import held_out_figures
 from keras_mhdeblur.saving import ModelFileError, load_model
 
 TINY = dict(width=8, enc_blocks=(1,), middle_blocks=1, dec_blocks=(1,))
@@ -70,9 +73,19 @@ def test_make_preset_packs_a_run_and_commands_take_it(tmp_path, capsys):
                  "--heads", "2", "--steps", "2", "--checkpoint-every", "2", "--val-every", "2",
                  "--val-synthetic", "2", "--no-jit-compile"]) == 0
     out = tmp_path / "preset"
-    assert main(["make-preset", str(run), str(out), "--name", "tiny-run"]) == 0
+    assert main(["make-preset", str(run), str(out), "--name", "tiny-run", "--measure", "2"]) == 0
     metadata = json.loads((out / "metadata.json").read_text())
     assert metadata["backbone"] == "NAFNetMH" and metadata["heads"] == 2
+    # The head is chosen on the run's validation pairs; the figures are on held-out ones.
+    assert metadata["selected_output"] is not None and "validation" in metadata["measured"][
+        "selected_on"]
+    assert from_preset(out).selected_output == metadata["selected_output"]
+    held_out = metadata["measured"]["held_out"]
+    assert held_out["pairs"] == 2 and held_out["source"] == "builtin:heldout"
+    assert set(held_out) >= {"input_psnr", "shipped_psnr", "oracle_psnr", "win_shares",
+                             "max_colour_cast_levels", "per_output_colour_cast_levels"}
+    assert [p["photo"] for p in metadata["measured"]["real_photos"]] == [
+        path.name for path in bundled_blurry_photo_paths()]
     assert metadata["training"]["recipe"]["steps"] == 2
     assert metadata["measured"]["validation_best_overall_psnr"] is not None
     best = load_model(run / "best.keras", compile=False)
@@ -88,3 +101,86 @@ def test_make_preset_packs_a_run_and_commands_take_it(tmp_path, capsys):
 
     write_png(photos / "a.png", image)
     assert main(["deblur", str(out), str(photos / "a.png"), "--out", str(tmp_path / "d")]) == 0
+
+
+def test_a_preset_carries_reference_outputs_that_check_it(preset, tmp_path):
+    from keras_mhdeblur.presets import REFERENCE_FILE, check_preset
+
+    model, folder = preset
+    assert check_preset(folder) == 0.0
+    with np.load(folder / REFERENCE_FILE) as stored:
+        assert stored["outputs"].shape == (model.num_outputs, 32, 32, 3)
+    changed = tmp_path / "changed"
+    changed.mkdir()
+    for path in folder.iterdir():
+        (changed / path.name).write_bytes(path.read_bytes())
+    other = keras_mhdeblur.NAFNetMH(heads=2, selected_output=1, **TINY)  # other random weights
+    other.save_weights(changed / "model.weights.h5")
+    with pytest.raises(PresetError, match=r"outputs differ from .*reference.npz by up to"):
+        check_preset(changed)
+    (changed / REFERENCE_FILE).write_bytes(b"not npz")
+    with pytest.raises(PresetError, match=r"reference.npz: damaged"):
+        check_preset(changed)
+
+
+def test_every_shipped_preset_loads_offline_and_reproduces_its_reference_outputs(capsys):
+    from keras_mhdeblur.presets import (DEFAULT_PRESET, PRESET_DIR, check_preset, default_preset,
+                                        shipped_presets)
+
+    shipped = shipped_presets()
+    assert DEFAULT_PRESET in shipped and default_preset() == DEFAULT_PRESET
+    total = sum(path.stat().st_size for path in PRESET_DIR.rglob("*") if path.is_file())
+    assert total < 25e6  # the package data budget
+    for name in shipped:
+        assert check_preset(name) <= 1e-4
+        metadata = next(m for m in list_presets() if m["name"] == name)
+        model = from_preset(name)
+        assert metadata["heads"] == model.heads and metadata["parameters"] == model.count_params()
+        # The figures a user is promised are stored with the preset, and they reproduce.
+        held_out = metadata["measured"]["held_out"]
+        assert held_out["shipped_psnr"] > held_out["input_psnr"] + 0.25
+        assert held_out["oracle_psnr"] >= held_out["shipped_psnr"]
+        assert np.mean(held_out["shipped_psnr_per_pair"]) == pytest.approx(
+            held_out["shipped_psnr"], abs=1e-6)
+        count = 3  # the first pairs of the stored set: the same images, the same figures
+        again = held_out_figures(model, held_out_pairs(name, count))
+        np.testing.assert_allclose(again["shipped_psnr_per_pair"],
+                                   held_out["shipped_psnr_per_pair"][:count], atol=1e-3)
+    capsys.readouterr()
+    assert main(["presets"]) == 0
+    assert f"{DEFAULT_PRESET} (default): NAFNetMH K=4, 10 outputs" in capsys.readouterr().out
+
+
+def test_deblur_without_a_model_uses_the_default_preset(tmp_path, capsys):
+    from keras_mhdeblur.data.io import read_image, write_png
+    from keras_mhdeblur.presets import DEFAULT_PRESET
+
+    photo = tmp_path / "photo.png"
+    write_png(photo, random_images((40, 56, 3), seed=3))
+    out = tmp_path / "out"
+    assert main(["deblur", str(photo), "--out", str(out)]) == 0
+    written = read_image(out / "photo.png")
+    preset = from_preset(DEFAULT_PRESET)
+    expected = restore(preset, read_image(photo),
+                       which="auto" if preset.output_scorer is not None else "selected")
+    np.testing.assert_allclose(written, np.round(np.clip(expected, 0, 1) * 255) / 255, atol=1 / 255)
+    # --model NAME picks a preset by name; the old MODEL-first form still works.
+    assert main(["deblur", str(photo), "--model", DEFAULT_PRESET, "--out", str(out),
+                 "--overwrite"]) == 0
+    assert main(["deblur", DEFAULT_PRESET, str(photo), "--out", str(out), "--overwrite"]) == 0
+    capsys.readouterr()
+    assert main(["deblur", str(photo), "--model", "no-such-preset", "--out", str(out),
+                 "--overwrite"]) == 1
+    assert "no-such-preset" in capsys.readouterr().err
+
+
+def test_shipped_presets_reproduce_their_reference_outputs_on_jax():
+    out = run_python("""
+        import keras
+        from keras_mhdeblur.presets import check_preset, shipped_presets
+        assert keras.backend.backend() == "jax"
+        for name in shipped_presets():
+            print(name, check_preset(name))
+    """, backend="jax")
+    lines = out.strip().splitlines()
+    assert lines and all(float(line.split()[1]) <= 1e-4 for line in lines)

@@ -22,7 +22,7 @@ from keras_mhdeblur import export  # noqa: E402
 def build_parser():
     parser = argparse.ArgumentParser(
         description="Export a keras_mhdeblur model to a verified .tflite file (LiteRT).")
-    parser.add_argument("model", help="the .keras file")
+    parser.add_argument("model", help="the .keras file, or a preset (name or folder)")
     parser.add_argument("output", help="the .tflite file to write")
     parser.add_argument("--input-size", metavar="HxW",
                         help="fixed input size (mobile GPU delegates need one); default: dynamic "

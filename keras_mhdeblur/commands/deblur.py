@@ -13,13 +13,17 @@ def register(subparsers):
     parser = subparsers.add_parser(
         "deblur", help="deblur photos (files, folders or globs) into PNGs",
         description="Deblur every INPUT (image files, folders of images, or glob patterns) at "
-        "full resolution and write OUT_DIR/NAME.png from the model's selected head (see "
-        "select-head), or every output with --all-heads (NAME_out{k}.png). Large photos: --tile "
+        "full resolution and write OUT_DIR/NAME.png from the model's shipped output (auto or "
+        "its selected head, see select-head), or every output with --all-heads "
+        "(NAME_out{k}.png). With no --model the default preset deblurs. Large photos: --tile "
         "runs overlapping tiles blended together. Existing files are never replaced without "
-        "--overwrite.")
-    parser.add_argument("model", metavar="MODEL", help=".keras model file")
+        "--overwrite. (`mhdeblur deblur MODEL INPUT...`, the model first, works too.)")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, globs")
-    parser.add_argument("--out", required=True, metavar="OUT_DIR", help="output folder")
+    parser.add_argument("--model", metavar="NAME|FILE", default=None,
+                        help="a preset name or folder, or a .keras file (default: the default "
+                        "preset, see `keras_mhdeblur.list_presets()`)")
+    parser.add_argument("--out", default="deblurred", metavar="OUT_DIR",
+                        help="output folder (default ./deblurred)")
     parser.add_argument("--all-heads", action="store_true",
                         help="write every output as NAME_out{k}.png")
     parser.add_argument("--output", metavar="auto|selected|K",
@@ -31,6 +35,27 @@ def register(subparsers):
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     add_inference_arguments(parser)
     parser.set_defaults(func=deblur_command)
+
+
+def _looks_like_model(item):
+    from keras_mhdeblur.presets import is_preset_folder, shipped_presets
+
+    path = Path(item)
+    return (path.suffix.lower() in (".keras", ".h5") or is_preset_folder(path)
+            or (str(item) in shipped_presets() and not path.exists()))
+
+
+def choose_model(args):
+    """Fills in args.model: --model, else a leading model argument, else the default preset."""
+    from keras_mhdeblur.presets import default_preset
+
+    if args.model is None and len(args.inputs) > 1 and _looks_like_model(args.inputs[0]):
+        args.model, args.inputs = args.inputs[0], args.inputs[1:]
+    if args.model is None:
+        args.model = default_preset()
+        if args.model is None:
+            raise CommandError("no --model given and this installation ships no preset; pass "
+                               "--model FILE (a .keras file or a preset folder)")
 
 
 def expand_inputs(inputs):
@@ -81,6 +106,7 @@ def deblur_command(args):
     from keras_mhdeblur.inference import restore
     from keras_mhdeblur.visualize import contact_sheet
 
+    choose_model(args)
     paths = expand_inputs(args.inputs)
     for path in paths:
         inspect_image(path)  # unreadable photos fail here, before any work

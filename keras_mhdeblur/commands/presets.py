@@ -1,4 +1,5 @@
-"""`mhdeblur make-preset`: pack a training run's best model as a preset folder."""
+"""`mhdeblur presets` lists the shipped presets; `mhdeblur make-preset` packs a training run's
+best model as a preset folder."""
 
 from pathlib import Path
 
@@ -6,6 +7,17 @@ from keras_mhdeblur.commands import CommandError, reports_errors
 
 
 def register(subparsers):
+    from keras_mhdeblur.cli import positive_int
+
+    listing = subparsers.add_parser(
+        "presets", help="list the shipped presets (trained models that load by name)",
+        description="List the presets shipped in the package: name, backbone, heads and "
+        "outputs, parameters, file size and the held-out figures measured when it was made. "
+        "Use a name wherever a model file goes (mhdeblur deblur --model NAME, evaluate NAME, "
+        "keras_mhdeblur.from_preset(NAME)).")
+    listing.add_argument("--json", action="store_true", help="print the full metadata as JSON")
+    listing.set_defaults(func=list_presets_command)
+
     parser = subparsers.add_parser(
         "make-preset", help="pack a training run's best model as a preset (loads by folder)",
         description="Write RUN_DIR's best checkpoint (best.keras; model.keras with --final, or "
@@ -21,6 +33,10 @@ def register(subparsers):
                         help="pack model.keras (the end of the run) instead of best.keras")
     parser.add_argument("--model", metavar="FILE",
                         help="pack this model file (trained in RUN_DIR) instead")
+    parser.add_argument("--measure", type=positive_int, default=0, metavar="N",
+                        help="also measure it on N held-out synthetic pairs (the run's blur on "
+                        "photos its training never saw) and the bundled real blurry photos, "
+                        "and store the figures in the metadata")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT_DIR")
     parser.set_defaults(func=make_preset_command)
 
@@ -45,6 +61,36 @@ def preset_metadata_of_run(run, name, description, model_file):
     }
 
 
+def select_on_validation(model, run, metadata):
+    """Stores the best single head on the run's validation pairs (not the held-out ones)."""
+    from keras_mhdeblur.evaluation import select_output
+    from keras_mhdeblur.training import TrainConfig, validation_pairs
+
+    config = TrainConfig.from_dict(run.read_config(), str(run.config_path))
+    pairs = validation_pairs(config)
+    if pairs is None:
+        print(f"mhdeblur make-preset: note: {run.path} has no validation pairs; the preset has no "
+              "selected head (run `mhdeblur select-head` on your own)")
+        return
+    selection = select_output(model, pairs)
+    metadata["measured"]["selected_on"] = f"the run's validation pairs ({len(pairs)})"
+    metadata["measured"]["selected_validation_psnr"] = selection["best_single_head_psnr"]
+
+
+def measure(model, recipe, count):
+    """Held-out and real-photo figures (`presets.measure`) for the metadata."""
+    from keras_mhdeblur.data.sources import bundled_blurry_photo_paths
+    from keras_mhdeblur.presets import HELD_OUT_SEED, held_out_pairs_for_recipe
+    from keras_mhdeblur.presets.measure import figures_table, held_out_figures, photo_figures
+
+    pairs = held_out_pairs_for_recipe(recipe, count)
+    figures = {**held_out_figures(model, pairs), "seed": HELD_OUT_SEED,
+               "source": "builtin:heldout"}
+    photos, _ = photo_figures(model, bundled_blurry_photo_paths())
+    print(figures_table(figures))
+    return {"held_out": figures, "real_photos": photos}
+
+
 @reports_errors("make-preset")
 def make_preset_command(args):
     from keras_mhdeblur.presets import PresetError, save_preset
@@ -61,6 +107,10 @@ def make_preset_command(args):
         raise CommandError(f"{model_file}: missing{hint}")
     model = load_model(model_file, compile=False)
     metadata = preset_metadata_of_run(run, args.name, args.description, model_file)
+    if model.num_outputs > 1 and model.selected_output is None:
+        select_on_validation(model, run, metadata)
+    if args.measure:
+        metadata["measured"].update(measure(model, run.read_config(), args.measure))
     metadata.update(backbone=type(model).__name__, heads=model.heads,
                     combine_heads=model.combine_heads, outputs=model.num_outputs,
                     selected_output=model.selected_output,
@@ -72,4 +122,32 @@ def make_preset_command(args):
     except PresetError as error:
         raise CommandError(str(error)) from None
     print(f"wrote preset {args.name!r} to {folder} ({model.count_params():,} parameters)")
+    return 0
+
+
+@reports_errors("presets")
+def list_presets_command(args):
+    import json
+
+    from keras_mhdeblur.presets import default_preset, list_presets
+
+    presets = list_presets()
+    if args.json:
+        print(json.dumps(presets, indent=2))
+        return 0
+    if not presets:
+        print("no presets are shipped in this installation")
+        return 0
+    default = default_preset()
+    for metadata in presets:
+        held_out = metadata.get("measured", {}).get("held_out")
+        figures = (f"; held out: input {held_out['input_psnr']:.2f} dB -> "
+                   f"{held_out['shipped_output']} {held_out['shipped_psnr']:.2f} dB, oracle "
+                   f"{held_out['oracle_psnr']:.2f} dB" if held_out else "")
+        mark = " (default)" if metadata["name"] == default else ""
+        print(f"{metadata['name']}{mark}: {metadata.get('backbone')} K={metadata.get('heads')}, "
+              f"{metadata.get('outputs')} outputs, {metadata.get('parameters', 0):,} parameters, "
+              f"{metadata.get('file_bytes', 0) / 1e6:.1f} MB{figures}")
+        if metadata.get("description"):
+            print(f"  {metadata['description']}")
     return 0

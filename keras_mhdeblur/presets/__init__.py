@@ -4,12 +4,15 @@
     model = keras_mhdeblur.NAFNetMH.from_preset("my/preset/folder")
     keras_mhdeblur.list_presets()                          # [metadata dict, ...]
 
-A preset is a folder of three files:
+A preset is a folder of these files:
 
     config.json         the model's Keras config (class, constructor arguments, selected output)
     model.weights.h5    its weights (no optimiser state)
     metadata.json       name, backbone and arguments, heads, combination, training recipe and
                         data, steps, file size, measured figures
+    reference.npz       a small fixed input and the model's outputs on it, written with the
+                        preset, so that any installation can check that it reproduces them
+                        (`check_preset`)
 
 Shipped presets are folders below this package (package data), so nothing is downloaded. A
 user's own preset folder loads the same way. `save_preset` writes one atomically;
@@ -19,13 +22,29 @@ user's own preset folder loads the same way. `save_preset` writes one atomically
 import json
 from pathlib import Path
 
+import numpy as np
+
 PRESET_DIR = Path(__file__).resolve().parent
 CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE = "config.json", "model.weights.h5", "metadata.json"
 PRESET_FILES = (CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE)
+REFERENCE_FILE = "reference.npz"
+REFERENCE_SIZE = 32
 
 
 class PresetError(ValueError):
     """A preset that cannot be found or loaded; the message names the preset or the file."""
+
+
+# What `mhdeblur deblur` uses without --model (when it is shipped).
+DEFAULT_PRESET = "nafnet-w16-mh4"
+
+
+def default_preset():
+    """The name of the default preset, or None when this installation ships none."""
+    shipped = shipped_presets()
+    if DEFAULT_PRESET in shipped:
+        return DEFAULT_PRESET
+    return next(iter(shipped), None)
 
 
 def shipped_presets():
@@ -112,6 +131,43 @@ def from_preset(name_or_path, cls=None):
     return model
 
 
+def reference_input():
+    """The fixed (1, REFERENCE_SIZE, REFERENCE_SIZE, 3) float32 input of `reference.npz`."""
+    return np.random.default_rng(0).random((1, REFERENCE_SIZE, REFERENCE_SIZE, 3), np.float32)
+
+
+def _reference_outputs(model, image):
+    """Every output on `image` (1, H, W, 3), and the auto output last for a scoring branch."""
+    from keras_mhdeblur.inference import restore
+
+    which = "all+auto" if getattr(model, "output_scorer", None) is not None else "all"
+    return restore(model, image[0], which=which)
+
+
+def check_preset(name_or_path, atol=1e-4):
+    """Loads a preset and runs it on its `reference.npz` input. Returns the largest absolute
+    difference from the stored outputs; raises `PresetError` when it exceeds `atol`, naming
+    the file."""
+    folder = resolve_preset(name_or_path)
+    path = folder / REFERENCE_FILE
+    try:
+        with np.load(path) as stored:
+            image, expected = stored["input"], stored["outputs"]
+    except FileNotFoundError:
+        raise PresetError(f"{path}: missing (written by save_preset / make-preset)") from None
+    except Exception as error:
+        raise PresetError(f"{path}: damaged ({type(error).__name__}: {error})") from None
+    outputs = _reference_outputs(from_preset(folder), image)
+    if outputs.shape != expected.shape:
+        raise PresetError(f"{path}: outputs have shape {expected.shape}, the model gives "
+                          f"{outputs.shape}")
+    difference = float(np.max(np.abs(outputs - expected)))
+    if difference > atol:
+        raise PresetError(f"{folder}: outputs differ from {path} by up to {difference:.2e} "
+                          f"(tolerance {atol:.0e})")
+    return difference
+
+
 def save_preset(model, out_dir, metadata, overwrite=False):
     """Writes `model` (config and weights, no optimiser state) and `metadata` as a preset folder,
     atomically (`saving.write_folder_atomically`). Refuses to replace an existing folder unless
@@ -132,5 +188,36 @@ def save_preset(model, out_dir, metadata, overwrite=False):
         size = sum((folder / name).stat().st_size for name in (CONFIG_FILE, WEIGHTS_FILE))
         record = {**metadata, "parameters": int(model.count_params()), "file_bytes": size}
         (folder / METADATA_FILE).write_text(json.dumps(record, indent=2))
+        image = reference_input()
+        np.savez(folder / REFERENCE_FILE, input=image, outputs=_reference_outputs(model, image))
 
     return write_folder_atomically(out_dir, write)
+
+
+# Seed of the held-out pairs a preset is measured on (the training streams use seeds near 42).
+HELD_OUT_SEED = 2026
+
+
+def held_out_pairs(name_or_path, count, size=192, seed=HELD_OUT_SEED):
+    """Synthetic pairs for measuring a preset on sharp photos its training never saw: the
+    preset's own blur recipe (`held_out_pairs_for_recipe` with its metadata's recipe).
+
+    Returns:
+        [(name, blurry, sharp), ...] with float32 (size, size, 3) images in [0, 1].
+    """
+    recipe = preset_metadata(name_or_path).get("training", {}).get("recipe", {})
+    return held_out_pairs_for_recipe(recipe, count, size, seed)
+
+
+def held_out_pairs_for_recipe(recipe, count, size=192, seed=HELD_OUT_SEED):
+    """A training recipe's synthetic blur (its `synthetic_blur` settings and label, a
+    `TrainConfig` dict) applied to the built-in held-out photos (`source="builtin:heldout"`,
+    `data.sources.HELD_OUT_PHOTOS`; dead leaves alone without scikit-image)."""
+    from keras_mhdeblur.data import SyntheticPairs
+
+    settings = {key: tuple(value) if isinstance(value, list) else value
+                for key, value in recipe.get("synthetic_blur", {}).items()}
+    stream = SyntheticPairs(size, seed=seed, source="builtin:heldout",
+                            label=recipe.get("synthetic_label", "middle"), **settings)
+    blurry, sharp = stream.arrays(count)
+    return [(f"heldout{index:03d}", b, s) for index, (b, s) in enumerate(zip(blurry, sharp))]
