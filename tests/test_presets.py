@@ -174,6 +174,7 @@ def test_deblur_without_a_model_uses_the_default_preset(tmp_path, capsys):
     assert "no-such-preset" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # ~30 s; the TF check of the same outputs runs by default
 def test_shipped_presets_reproduce_their_reference_outputs_on_jax():
     out = run_python("""
         import keras
