@@ -129,7 +129,7 @@ class MultiHeadEvaluation:
 
 
 def evaluate_model(model, pairs, *, tile=None, overlap=32, compute_ssim=True, total=None,
-                   progress=False):
+                   progress=False, each=None):
     """Runs `model` over (name, blurry, sharp) pairs and scores every output officially.
 
     Args:
@@ -142,6 +142,9 @@ def evaluate_model(model, pairs, *, tile=None, overlap=32, compute_ssim=True, to
         compute_ssim: also compute the (slow) 3-D SSIM.
         total: number of pairs, for the progress bar (default `len(pairs)` when it has one).
         progress: show a `keras.utils.Progbar`.
+        each: called as `each(name, blurry, sharp, outputs)` for every pair, with the outputs
+            `restore` gave (the auto output last for a scoring branch), so that a caller can
+            measure more without running the model again.
 
     Returns:
         the filled `MultiHeadEvaluation`; `.summary()` reads it.
@@ -158,6 +161,8 @@ def evaluate_model(model, pairs, *, tile=None, overlap=32, compute_ssim=True, to
     for name, blurry, sharp in pairs:
         outputs = restore(model, blurry, which="all+auto" if with_auto else "all", tile=tile,
                           overlap=overlap)
+        if each is not None:
+            each(name, blurry, sharp, outputs)
         if with_auto:
             evaluation.add_auto(outputs[-1], sharp)
             outputs = outputs[:-1]

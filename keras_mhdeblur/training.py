@@ -171,8 +171,7 @@ class TrainConfig:
             fail(f"synthetic_blur: unknown setting(s) {', '.join(unknown)}; known: "
                  f"{', '.join(sorted(blur_fields))}")
         try:
-            BlurSettings(**{key: tuple(value) if isinstance(value, list) else value
-                            for key, value in self.synthetic_blur.items()})
+            BlurSettings(**self.synthetic_blur)
         except (TypeError, ValueError) as error:
             fail(f"synthetic_blur: {error}")
         if self.val_data is not None and self.val_synthetic:
@@ -433,9 +432,7 @@ def synthetic_stream(config, seed_offset=0):
     from keras_mhdeblur.data import SyntheticPairs
 
     return SyntheticPairs(config.crop, seed=config.seed + seed_offset, source=config.source,
-                          label=config.synthetic_label,
-                          **{key: tuple(value) if isinstance(value, list) else value
-                             for key, value in config.synthetic_blur.items()})
+                          label=config.synthetic_label, **config.synthetic_blur)
 
 
 def training_data(config, start_step=0):

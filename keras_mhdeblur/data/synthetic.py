@@ -19,6 +19,7 @@ import json
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -149,6 +150,9 @@ class BlurSettings:
     highlight_gain: float | tuple = 1.0
 
     def __post_init__(self):
+        for field in dataclasses.fields(self):  # ranges read from JSON/YAML come as lists
+            if isinstance(getattr(self, field.name), list):
+                object.__setattr__(self, field.name, tuple(getattr(self, field.name)))
         if self.label not in LABELS:
             raise ValueError(f"label must be one of {LABELS}, got {self.label!r}")
         counts = self.num_subframes
@@ -369,9 +373,7 @@ class SyntheticPairs:
             raise ValueError(f"size must be positive, got {size}")
         self.seed = int(seed)
         self.settings = BlurSettings(num_subframes, tuple(blur_extent), max_rotation_degrees, label,
-                                     noise_sigma, jpeg_quality,
-                                     None if blur_pixels is None else tuple(blur_pixels),
-                                     highlight_gain)
+                                     noise_sigma, jpeg_quality, blur_pixels, highlight_gain)
         self.source = _as_source(source, self.seed)
 
     def pair(self, index, return_subframes=False):

@@ -215,9 +215,8 @@ def held_out_pairs_for_recipe(recipe, count, size=192, seed=HELD_OUT_SEED):
     `data.sources.HELD_OUT_PHOTOS`; dead leaves alone without scikit-image)."""
     from keras_mhdeblur.data import SyntheticPairs
 
-    settings = {key: tuple(value) if isinstance(value, list) else value
-                for key, value in recipe.get("synthetic_blur", {}).items()}
     stream = SyntheticPairs(size, seed=seed, source="builtin:heldout",
-                            label=recipe.get("synthetic_label", "middle"), **settings)
+                            label=recipe.get("synthetic_label", "middle"),
+                            **recipe.get("synthetic_blur", {}))
     blurry, sharp = stream.arrays(count)
     return [(f"heldout{index:03d}", b, s) for index, (b, s) in enumerate(zip(blurry, sharp))]

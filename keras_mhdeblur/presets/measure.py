@@ -35,6 +35,14 @@ def shipped_index(model):
     return 0 if model.selected_output is None else int(model.selected_output)
 
 
+def restore_shipped(model, image, **options):
+    """The output `mhdeblur deblur` writes for `image` (options: `inference.restore`'s)."""
+    from keras_mhdeblur.inference import restore
+
+    which = "all" if model.single_output else shipped_output(model)
+    return restore(model, image, which=which, **options)
+
+
 def channel_shift(output, reference):
     """Per-channel mean of `output` minus that of `reference` ((H, W, 3) in [0, 1]), in 8-bit
     levels: (3,) float64."""
@@ -52,33 +60,35 @@ def held_out_figures(model, pairs):
     """PSNR/SSIM of input, shipped output, best single head and oracle on `pairs`
     ([(name, blurry, sharp), ...]); wins per output; the shipped output's worst colour shift and
     every output's mean one."""
-    from keras_mhdeblur.data.io import to_uint8
-    from keras_mhdeblur.evaluation import evaluate_inputs, evaluate_model, psnr_uint8
-    from keras_mhdeblur.inference import restore
+    from keras_mhdeblur.evaluation import evaluate_inputs, evaluate_model
+
+    which = shipped_output(model)
+    shifts, output_casts, target_shifts = [], [], []
+
+    def measure_shifts(name, blurry, sharp, outputs):  # the outputs evaluate_model restored
+        target_shifts.append(channel_shift(sharp, blurry))
+        if model.single_output:
+            shifts.append(channel_shift(outputs, blurry))
+            return
+        output_casts.append([colour_cast(channel_shift(output, blurry))
+                             for output in outputs[:model.num_outputs]])
+        shipped = outputs[-1] if which == "auto" else outputs[shipped_index(model)]
+        shifts.append(channel_shift(shipped, blurry))
 
     inputs = evaluate_inputs(pairs).summary()
-    summary = evaluate_model(model, pairs).summary()
-    which = shipped_output(model)
+    evaluation = evaluate_model(model, pairs, each=measure_shifts)
+    summary = evaluation.summary()
     if model.single_output:
         shipped_psnr, shipped_ssim = summary["per_output_psnr"][0], summary["per_output_ssim"][0]
+        pair_psnr = [row[0] for row in evaluation.psnr]
     elif which == "auto":
         shipped_psnr, shipped_ssim = summary["auto_psnr"], summary["auto_ssim"]
+        pair_psnr = list(evaluation.auto_psnr)
     else:
         index = shipped_index(model)
         shipped_psnr = summary["per_output_psnr"][index]
         shipped_ssim = summary["per_output_ssim"][index]
-    shifts, output_casts, target_shifts, pair_psnr = [], [], [], []
-    for _, blurry, sharp in pairs:
-        target_shifts.append(channel_shift(sharp, blurry))
-        if model.single_output:
-            shipped = restore(model, blurry, which="all")
-        else:
-            outputs = restore(model, blurry, which="all+auto" if which == "auto" else "all")
-            output_casts.append([colour_cast(channel_shift(output, blurry))
-                                 for output in outputs[:model.num_outputs]])
-            shipped = outputs[-1] if which == "auto" else outputs[shipped_index(model)]
-        shifts.append(channel_shift(shipped, blurry))
-        pair_psnr.append(psnr_uint8(to_uint8(shipped), to_uint8(sharp)))
+        pair_psnr = [row[index] for row in evaluation.psnr]
     count = summary["num_images"]
     return {
         "pairs": count,
@@ -139,14 +149,12 @@ def photo_figures(model, paths, tile=None, overlap=32):
          [(blurry, restored), ...])
     """
     from keras_mhdeblur.data.io import read_image
-    from keras_mhdeblur.inference import restore
 
-    which = shipped_output(model) if not model.single_output else "all"
     records, images = [], []
     for path in paths:
         blurry = read_image(path)
         start = time.perf_counter()
-        restored = restore(model, blurry, which=which, tile=tile, overlap=overlap)
+        restored = restore_shipped(model, blurry, tile=tile, overlap=overlap)
         seconds = time.perf_counter() - start
         records.append({"photo": str(getattr(path, "name", path)), "width": blurry.shape[1],
                         "height": blurry.shape[0], "seconds": round(seconds, 2),
@@ -160,14 +168,12 @@ def showcase_sheet(model, pairs, photo_images, crop=192):
     """Side-by-side panels at 1:1 (never shrunk): for each held-out pair input | shipped output |
     sharp, then each real photo input | shipped output (a centred `crop`-high band of it when
     taller)."""
-    from keras_mhdeblur.inference import restore
     from keras_mhdeblur.visualize import contact_sheet
 
-    which = shipped_output(model) if not model.single_output else "all"
-    label = "preset (auto)" if which == "auto" else "preset"
+    label = "preset (auto)" if shipped_output(model) == "auto" else "preset"
     rows = []
     for name, blurry, sharp in pairs:
-        restored = restore(model, blurry, which=which)
+        restored = restore_shipped(model, blurry)
         rows.append(contact_sheet(blurry, restored, [label], spread=False,
                                   extra=[("sharp (held out)", sharp)], columns=3,
                                   panel_size=max(blurry.shape[:2])))
