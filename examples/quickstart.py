@@ -9,7 +9,7 @@ import argparse
 
 import keras_mhdeblur as mh
 from keras_mhdeblur.data import SyntheticPairs
-from keras_mhdeblur.evaluation import evaluate_model, format_summary, select_output
+from keras_mhdeblur.evaluation import evaluate_model, format_summary, select_best_head
 from keras_mhdeblur.inference import restore
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -32,7 +32,7 @@ model.compile(optimizer=model.official_optimizer(total_steps=args.steps))
 train = SyntheticPairs(64, seed=0, label="random").tf_dataset(batch_size=8)
 model.fit(train, steps_per_epoch=args.steps, epochs=1, shuffle=False)
 
-select_output(model, held_out(seed=1, count=16))  # best single head, chosen on validation
+select_best_head(model, held_out(seed=1, count=16))  # best single head, chosen on validation
 print(format_summary(evaluate_model(model, held_out(seed=2, count=16)).summary(), "test"))
 blurry = held_out(seed=3, count=1)[0][1]
 print("selected output:", model.selected_output, restore(model, blurry).shape,

@@ -32,10 +32,11 @@ import keras
 import numpy as np
 
 from keras_mhdeblur.demo import DEMO_MODEL
-from keras_mhdeblur.evaluation import evaluate_inputs, evaluate_model, select_output
+from keras_mhdeblur.evaluation import evaluate_inputs, evaluate_model, select_best_head
 from keras_mhdeblur.heads import output_pairs, physical_head_outputs
 from keras_mhdeblur.inference import restore
-from keras_mhdeblur.saving import load_model, save_model, write_json
+from keras_mhdeblur.saving import load_model, save_model
+from keras_mhdeblur.utils.files import write_json
 from keras_mhdeblur.uncertainty import spread_error_report
 from keras_mhdeblur.scoring import FUSIONS, fit_scorer, with_output_scorer
 from keras_mhdeblur.training import (TEST_SEED_OFFSET, TrainConfig, synthetic_stream, train,
@@ -123,7 +124,7 @@ def run_one(variant, seed, args, out_dir, log):
     record = {"variant": variant, "seed": seed, "config": config.to_dict(),
               "train_seconds": round(time.perf_counter() - start, 1), "history": history}
     if model.num_outputs > 1:
-        selection = select_output(model, validation_pairs(config))
+        selection = select_best_head(model, validation_pairs(config))
         record["selected_output"] = int(model.selected_output)
         record["selection_validation_psnr"] = selection["best_single_head_psnr"]
         if args.scorer_steps:

@@ -50,7 +50,7 @@ def main():
     args = parse()
     from keras_mhdeblur.data.io import write_png
     from keras_mhdeblur.data.sources import bundled_blurry_photo_paths
-    from keras_mhdeblur.inference import with_tlc
+    from keras_mhdeblur.models.surgery import with_tlc
     from keras_mhdeblur.presets import from_preset, held_out_pairs, preset_metadata
     from keras_mhdeblur.presets.measure import (figures_table, held_out_figures, photo_figures,
                                                 showcase_sheet)

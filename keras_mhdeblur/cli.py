@@ -26,27 +26,6 @@ SUBCOMMAND_MODULES = (
 )
 
 
-def positive_int(text):
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def image_size(text):
-    """argparse type: "HxW" or "S" (square) -> (H, W), both at least 8."""
-    parts = text.lower().split("x")
-    try:
-        height, width = int(parts[0]), int(parts[-1])
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"size must look like 256x256 or 256, got {text!r}") from None
-    if len(parts) > 2 or height < 8 or width < 8:
-        raise argparse.ArgumentTypeError(f"size must be HxW with both at least 8, got {text!r}")
-    return height, width
-
-
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="mhdeblur",

@@ -199,8 +199,9 @@ def run_demo(out_dir="mhdeblur-demo", *, steps=None, quick=False, label="random"
         verbose: Keras `fit` verbosity (2: one line per checkpoint interval).
         log: where the table and progress lines go.
     """
-    from keras_mhdeblur.evaluation import evaluate_inputs, evaluate_model, select_output
-    from keras_mhdeblur.saving import save_model, write_json
+    from keras_mhdeblur.evaluation import evaluate_inputs, evaluate_model, select_best_head
+    from keras_mhdeblur.saving import save_model
+    from keras_mhdeblur.utils.files import write_json
     from keras_mhdeblur.scoring import fit_scorer, with_output_scorer
 
     start = time.perf_counter()
@@ -232,7 +233,7 @@ def run_demo(out_dir="mhdeblur-demo", *, steps=None, quick=False, label="random"
     log("\n== evaluating on held-out pairs ==")
     blurry, sharp = synthetic_stream(multi_config, TEST_SEED_OFFSET).arrays(test_count)
     test_pairs = [(f"{i:06d}", b, s) for i, (b, s) in enumerate(zip(blurry, sharp))]
-    selection = select_output(multi, validation_pairs(multi_config))
+    selection = select_best_head(multi, validation_pairs(multi_config))
     results = {
         "preset": shown,
         "input": evaluate_inputs(test_pairs).summary(),

@@ -141,7 +141,8 @@ def evaluate_model(model, pairs, *, tile=None, overlap=32, compute_ssim=True, to
             whole images.
         compute_ssim: also compute the (slow) 3-D SSIM.
         total: number of pairs, for the progress bar (default `len(pairs)` when it has one).
-        progress: show a `keras.utils.Progbar`.
+        progress: show the running mean of the best-overall PSNR (the summary's
+            `best_overall_psnr` once done): a bar on a terminal, a line every 10 s in a log.
         each: called as `each(name, blurry, sharp, outputs)` for every pair, with the outputs
             `restore` gave (the auto output last for a scoring branch), so that a caller can
             measure more without running the model again.
@@ -149,13 +150,12 @@ def evaluate_model(model, pairs, *, tile=None, overlap=32, compute_ssim=True, to
     Returns:
         the filled `MultiHeadEvaluation`; `.summary()` reads it.
     """
-    import keras
-
     from keras_mhdeblur.inference import restore
+    from keras_mhdeblur.utils.progress import RunningMean
 
     if total is None and hasattr(pairs, "__len__"):
         total = len(pairs)
-    bar = keras.utils.Progbar(total, unit_name="image") if progress else None
+    bar = RunningMean(total, "best_psnr", label="evaluated") if progress else None
     evaluation = MultiHeadEvaluation(compute_ssim)
     with_auto = model.output_scorer is not None
     for name, blurry, sharp in pairs:
@@ -168,11 +168,11 @@ def evaluate_model(model, pairs, *, tile=None, overlap=32, compute_ssim=True, to
             outputs = outputs[:-1]
         psnr, _ = evaluation.add(outputs, sharp, name)
         if bar is not None:
-            bar.add(1, values=[("best_psnr", max(psnr))])
+            bar.add(max(psnr))
     return evaluation
 
 
-def select_output(model, pairs, *, tile=None, overlap=32, total=None, progress=False):
+def select_best_head(model, pairs, *, tile=None, overlap=32, total=None, progress=False):
     """Chooses the best single head: the output with the best mean PSNR over validation `pairs`
     (METHOD 6.1), and stores it as `model.selected_output` (save the model to keep it).
 

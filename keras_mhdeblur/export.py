@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_mhdeblur.inference import rebuilt, with_tlc
-from keras_mhdeblur.saving import write_folder_atomically
+from keras_mhdeblur.models.surgery import rebuilt, with_tlc
+from keras_mhdeblur.utils.files import write_folder_atomically
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 LAYOUTS = ("heads", "channels")

@@ -10,60 +10,77 @@ import keras
 import numpy as np
 
 
-def rebuilt(model, **changes):
-    """The same network built again with some constructor arguments changed (ones that do not
-    change the weights, like `tlc_train_size` or `scan_blocks`), with the weights copied."""
-    config = model.get_config()
-    unknown = sorted(set(changes) - set(config))
-    if unknown:
-        raise ValueError(f"{type(model).__name__} has no argument(s) {unknown}")
-    converted = type(model).from_config({**config, **changes})
-    converted.set_weights(model.get_weights())
-    return converted
+#: The words every `which` / `--output` takes, besides an output index.
+OUTPUT_CHOICES = ("all", "all+auto", "auto", "selected", "shipped")
 
 
-def with_tlc(model, train_size):
-    """The same network with TLC local pooling (METHOD 6.3) for a `train_size` (h, w) crop,
-    sharing no state with `model` (weights are copied). Only backbones with a global pool
-    (NAFNet) take `tlc_train_size`."""
-    if "tlc_train_size" not in model.get_config():
-        raise ValueError(f"{type(model).__name__} has no global pooling, so TLC does not apply")
-    return rebuilt(model, tlc_train_size=tuple(int(s) for s in train_size))
+def output_choice(model, which=None):
+    """What `which` asks of `model`'s outputs, resolved once for inference, evaluation, the
+    commands and the exports: "all", "all+auto", "auto" or an output index (int).
+
+    which:
+        None: "shipped" when the model has a scoring branch or a selected output, else "all".
+        "shipped": the one output `mhdeblur deblur` writes: "auto" with a scoring branch, else
+            the selected output, else output 0.
+        "selected": the stored `model.selected_output`; an error when none is stored.
+        "auto": the scoring branch's fusion (keras_mhdeblur.scoring); without a branch the
+            selected output, else output 0.
+        "all", "all+auto" (every output, then auto), or an output index (int or digit string).
+    A single-output model has one output, which every choice but another index gives ("all").
+
+    Raises:
+        ValueError: an unknown choice, an index out of range, or "selected" with none stored.
+    """
+    text = str(which).strip().lower() if which is not None else None
+    if text is not None and text not in OUTPUT_CHOICES and not text.isdigit():
+        raise ValueError(f"output choice must be one of {', '.join(OUTPUT_CHOICES)} or an output "
+                         f"index; got {which!r}")
+    if model.single_output or model.num_outputs == 1:
+        if text is not None and text.isdigit() and int(text) != 0:
+            raise ValueError(f"output index {text} is out of range: {model.name} has a single "
+                             "output (index 0)")
+        return "all"
+    scorer, selected = model.output_scorer is not None, model.selected_output
+    if text is None:
+        text = "shipped" if scorer or selected is not None else "all"
+    if text == "shipped":
+        text = "auto" if scorer else "selected" if selected is not None else "0"
+    if text == "auto" and not scorer:
+        text = "0" if selected is None else "selected"
+    if text == "selected":
+        if selected is None:
+            raise ValueError(f"{model.name} has no selected output (model.selected_output is "
+                             "None): choose one on validation pairs first (`mhdeblur select-head`, "
+                             "evaluation.select_best_head), or ask for an index or 'all'")
+        return int(selected)
+    if text in ("all", "all+auto", "auto"):
+        return text
+    index = int(text)
+    if not 0 <= index < model.num_outputs:
+        raise ValueError(f"output index {index} is out of range: the model has "
+                         f"{model.num_outputs} outputs (indices 0..{model.num_outputs - 1})")
+    return index
 
 
-def select_outputs(model, final, which="all"):
+def pick_outputs(model, final, which=None):
     """Final-stage outputs of one batch (`model.final_output(model(x))`, or `Predictor`'s
     result, which carries the auto output after the K' outputs when the model has a scorer)
-    -> (B, K', H, W, 3) ('all') or (B, H, W, 3).
+    -> (B, K', H, W, 3) for "all", (B, K' + 1, H, W, 3) for "all+auto", else (B, H, W, 3).
 
-    which: "all", "selected" (the model's `selected_output`, or all when none is stored),
-    "auto" (the scorer's fusion of the outputs; without a scorer the selected output, else
-    output 0), "all+auto" (B, K' + 1, H, W, 3): all outputs, then auto; or an output index.
+    which: any `output_choice`.
     """
     final = keras.ops.convert_to_numpy(final)
+    choice = output_choice(model, which)
     if model.single_output:
         return final
-    carries_auto = final.shape[1] == model.num_outputs + 1
-    if which == "all+auto":
-        auto = select_outputs(model, final, "auto")
-        return np.concatenate([final[:, :model.num_outputs], auto[:, None]], axis=1)
-    if which == "auto":
-        if carries_auto:
-            return final[:, model.num_outputs]
-        if model.output_scorer is not None:
-            raise ValueError("which='auto' needs the outputs of `predictor(model)`, which carry "
-                             "the scoring branch's fusion (it reads the input image too)")
-        which = 0 if model.selected_output is None else model.selected_output
-    final = final[:, :model.num_outputs]
-    if which == "selected":
-        which = "all" if model.selected_output is None else model.selected_output
-    if which == "all":
-        return final
-    index = int(which)
-    if not 0 <= index < model.num_outputs:
-        raise ValueError(f"output index {index} out of range: the model has {model.num_outputs} "
-                         "outputs")
-    return final[:, index]
+    if choice == "all":
+        return final[:, :model.num_outputs]
+    if choice in ("auto", "all+auto"):
+        if final.shape[1] != model.num_outputs + 1:
+            raise ValueError("the auto output needs the outputs of `predictor(model)`, which "
+                             "carry the scoring branch's fusion (it reads the input image too)")
+        return final if choice == "all+auto" else final[:, model.num_outputs]
+    return final[:, choice]
 
 
 def _next_power_of_two(n):
@@ -134,7 +151,7 @@ class Predictor:
         if self.backend == "torch":
             return keras.ops.convert_to_numpy(self._forward(images))
         if not self.shape_free:
-            images = keras.ops.convert_to_numpy(self.model._pad(images, height, width))
+            images = keras.ops.convert_to_numpy(self.model.pad_input(images))
             padding = _next_power_of_two(batch) - batch
             if padding:
                 images = np.concatenate([images, np.repeat(images[-1:], padding, axis=0)])
@@ -199,13 +216,15 @@ def _aligned(tile, overlap, multiple):
     return tile, overlap
 
 
-def restore(model, image, which="selected", tile=None, overlap=32, batch_size=4):
+def restore(model, image, which=None, tile=None, overlap=32, batch_size=4):
     """Deblurs one image.
 
     Args:
         model: a keras_mhdeblur model.
         image: (H, W, 3) float in [0, 1] (uint8 is scaled).
-        which: "all", "selected", "auto" or an output index (see `select_outputs`).
+        which: the outputs to return (`output_choice`): None (the shipped output of a model
+            with a selected output or scoring branch, else all), "shipped", "selected", "auto",
+            "all", "all+auto" or an index.
         tile: None for the whole image at once (padding handles any size), or the tile size in
             pixels for large photos. The image is padded as the model pads it, and cut into tiles
             that overlap by `overlap` pixels (tile rounded down and overlap up to multiples of
@@ -226,12 +245,12 @@ def restore(model, image, which="selected", tile=None, overlap=32, batch_size=4)
         raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
     image = image.astype(np.float32)
     if tile is None:
-        return select_outputs(model, predictor(model)(image[None]), which)[0]
+        return pick_outputs(model, predictor(model)(image[None]), which)[0]
     if overlap < 0 or overlap >= tile:
         raise ValueError(f"overlap must be in [0, tile), got overlap={overlap}, tile={tile}")
     height, width = image.shape[:2]
     tile, overlap = _aligned(tile, overlap, model.pad_multiple)
-    padded = keras.ops.convert_to_numpy(model._pad(image[None], height, width))[0]
+    padded = keras.ops.convert_to_numpy(model.pad_input(image[None]))[0]
     padded_h, padded_w = padded.shape[:2]
     tile_h, tile_w = min(tile, padded_h), min(tile, padded_w)
     rows, columns = tile_starts(padded_h, tile_h, overlap), tile_starts(padded_w, tile_w, overlap)
@@ -243,7 +262,7 @@ def restore(model, image, which="selected", tile=None, overlap=32, batch_size=4)
         if len(boxes) > batch_size and len(chunk) < batch_size:
             # The last chunk keeps the batch shape, so it reuses the compiled tile batch.
             tiles = np.concatenate([tiles, np.repeat(tiles[-1:], batch_size - len(chunk), 0)])
-        restored = select_outputs(model, predictor(model)(tiles), which)[:len(chunk)]
+        restored = pick_outputs(model, predictor(model)(tiles), which)[:len(chunk)]
         if result is None:
             result = np.zeros(restored.shape[1:-3] + (padded_h, padded_w, 3), np.float32)
         for (top, left), output in zip(chunk, restored):

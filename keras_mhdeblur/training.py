@@ -37,7 +37,8 @@ from pathlib import Path
 import keras
 
 from keras_mhdeblur import optimizers
-from keras_mhdeblur.saving import is_temporary, load_model, save_model, write_json
+from keras_mhdeblur.saving import load_model, save_model
+from keras_mhdeblur.utils.files import is_temporary, write_json
 
 CHECKPOINT_NAME = re.compile(r"^step-(\d+)\.keras$")
 #: Seed offsets that keep held-out synthetic pairs apart from the training stream (seed + 0).

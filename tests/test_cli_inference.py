@@ -137,7 +137,7 @@ def test_bad_inputs_fail_with_the_file_named(files, tmp_path, capsys):
                  "--overlap", "32"]) == 1
     assert "--overlap must be in [0, --tile)" in capsys.readouterr().err
     assert main(["deblur", model, str(root / "photos"), "--out", str(out), "--output", "5"]) == 1
-    assert "--output 5: expected auto, selected or an output index; the model has 3 output(s)" \
+    assert "--output 5: output index 5 is out of range: the model has 3 outputs" \
         in capsys.readouterr().err
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 from helpers import REPO_ROOT
 import keras_mhdeblur
 from keras_mhdeblur import NAFNetMH, export
-from keras_mhdeblur.inference import with_tlc
+from keras_mhdeblur.models.surgery import with_tlc
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                                 reason="export needs the TensorFlow backend")

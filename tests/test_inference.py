@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import keras_mhdeblur
-from keras_mhdeblur.inference import (_edge_weights, predictor, restore, select_outputs,
+from keras_mhdeblur.inference import (_edge_weights, predictor, pick_outputs, restore,
                                       spread_map, tile_starts)
 from keras_mhdeblur.visualize import colormap, contact_sheet
 
@@ -67,9 +67,11 @@ def test_tiles_stay_close_with_active_blocks(image):
 def test_which_selects_outputs(model, image):
     all_outputs = restore(model, image, which="all")
     np.testing.assert_allclose(restore(model, image, which=1), all_outputs[1], atol=1e-6)
-    assert restore(model, image, which="selected").shape == all_outputs.shape  # none stored
-    with pytest.raises(ValueError, match="out of range"):
-        select_outputs(model, predictor(model)(image[None]), which=7)
+    assert restore(model, image).shape == all_outputs.shape  # nothing selected: every output
+    with pytest.raises(ValueError, match="no selected output"):
+        restore(model, image, which="selected")
+    with pytest.raises(ValueError, match="out of range: the model has 3 outputs"):
+        pick_outputs(model, predictor(model)(image[None]), which=7)
     with pytest.raises(ValueError, match="overlap"):
         restore(model, image, tile=16, overlap=16)
 

@@ -43,32 +43,6 @@ def reports_errors(command):
     return decorate
 
 
-def add_scoring_arguments(parser, model_help, data_help):
-    """MODEL, --data, --split and --limit, shared by evaluate and select-head; then the
-    inference arguments."""
-    from keras_mhdeblur.cli import positive_int
-
-    parser.add_argument("model", metavar="MODEL", help=model_help)
-    parser.add_argument("--data", required=True, metavar="DIR", help=data_help)
-    parser.add_argument("--split", help="split of --data, e.g. test (GoPro)")
-    parser.add_argument("--limit", type=positive_int, metavar="N", help="only the first N pairs")
-    add_inference_arguments(parser)
-
-
-def add_inference_arguments(parser):
-    """--tile, --overlap and --tlc, shared by evaluate, select-head and deblur."""
-    from keras_mhdeblur.cli import image_size, positive_int
-
-    parser.add_argument("--tile", type=positive_int, default=None, metavar="N",
-                        help="run on N x N tiles blended over --overlap pixels (large photos; "
-                        "default: the whole image at once)")
-    parser.add_argument("--overlap", type=int, default=32, metavar="M",
-                        help="pixels shared by neighbouring tiles (default 32)")
-    parser.add_argument("--tlc", type=image_size, default=None, metavar="HxW",
-                        help="NAFNet only: test-time local pooling (TLC) for this training crop "
-                        "size, e.g. 256x256 (METHOD 6.3)")
-
-
 def check_tiling(args):
     if args.tile is not None and not 0 <= args.overlap < args.tile:
         raise CommandError(f"--overlap must be in [0, --tile) = [0, {args.tile}); got "
@@ -77,7 +51,7 @@ def check_tiling(args):
 
 def inference_model(model, args):
     """`model` as --tlc asks (its TLC version, or itself); checks --tile/--overlap."""
-    from keras_mhdeblur.inference import with_tlc
+    from keras_mhdeblur.models.surgery import with_tlc
 
     check_tiling(args)
     if args.tlc is None:

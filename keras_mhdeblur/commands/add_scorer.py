@@ -7,7 +7,7 @@ from keras_mhdeblur.commands import CommandError, reports_errors
 
 
 def register(subparsers):
-    from keras_mhdeblur.cli import positive_int
+    from keras_mhdeblur.commands.arguments import positive_int
 
     parser = subparsers.add_parser(
         "add-scorer", help="train the branch that picks the output per patch (--output auto)",

@@ -5,8 +5,8 @@ import sys
 import time
 from pathlib import Path
 
-from keras_mhdeblur.commands import (CommandError, add_inference_arguments,
-                                     load_inference_model, reports_errors)
+from keras_mhdeblur.commands import CommandError, load_inference_model, reports_errors
+from keras_mhdeblur.commands.arguments import add_inference_arguments
 
 
 def register(subparsers):
@@ -26,9 +26,10 @@ def register(subparsers):
                         help="output folder (default ./deblurred)")
     parser.add_argument("--all-heads", action="store_true",
                         help="write every output as NAME_out{k}.png")
-    parser.add_argument("--output", metavar="auto|selected|K",
-                        help="which output to write: auto (the scoring branch's fusion; default "
-                        "for models that have one), selected (default otherwise) or an index")
+    parser.add_argument("--output", metavar="shipped|auto|selected|K",
+                        help="which output to write: shipped (default: auto for a model with a "
+                        "scoring branch, else its selected head), auto (the scoring branch's "
+                        "fusion), selected or an output index")
     parser.add_argument("--sheet", action="store_true",
                         help="also write NAME_sheet.png: input, every output and the per-pixel "
                         "spread across heads (bright = the heads disagree)")
@@ -103,7 +104,7 @@ def planned_outputs(path, out_dir, num_outputs, all_heads, sheet):
 @reports_errors("deblur")
 def deblur_command(args):
     from keras_mhdeblur.data.io import inspect_image, read_image, write_png
-    from keras_mhdeblur.inference import restore
+    from keras_mhdeblur.inference import output_choice, restore
     from keras_mhdeblur.visualize import contact_sheet
 
     choose_model(args)
@@ -115,18 +116,20 @@ def deblur_command(args):
         raise CommandError(f"--out {out_dir}: exists and is not a folder")
     model = load_inference_model(args)
     outputs = model.num_outputs
-    requested = args.output
-    if requested is None and model.output_scorer is not None:
-        requested = "auto"
-    if requested not in (None, "auto", "selected"):
-        if not str(requested).isdigit() or not 0 <= int(requested) < outputs:
-            raise CommandError(f"--output {requested}: expected auto, selected or an output "
-                               f"index; the model has {outputs} output(s) (0..{outputs - 1})")
-        requested = int(requested)
-    if requested == "auto" and model.output_scorer is None:
+    if args.output == "auto" and model.output_scorer is None:
         print(f"mhdeblur deblur: note: {args.model} has no scoring branch; --output auto writes "
               "its selected head", file=sys.stderr)
-        requested = None
+    if (args.output in (None, "shipped") and outputs > 1 and model.output_scorer is None
+            and model.selected_output is None and not args.all_heads):
+        print(f"mhdeblur deblur: warning: {args.model} has no selected head (run `mhdeblur "
+              "select-head` on validation data); writing output 0", file=sys.stderr)
+    try:
+        chosen = output_choice(model, "shipped" if args.output is None else args.output)
+    except ValueError as error:
+        raise CommandError(f"--output {args.output}: {error}") from None
+    if chosen in ("all", "all+auto") and outputs > 1:
+        raise CommandError(f"--output {args.output}: deblur writes one image per photo; use "
+                           "--all-heads for every output")
     plan = {path: planned_outputs(path, out_dir, outputs, args.all_heads and outputs > 1,
                                   args.sheet) for path in paths}
     existing = [str(f) for files in plan.values() for f in files if f.exists()]
@@ -135,22 +138,14 @@ def deblur_command(args):
                                           else "")
         raise CommandError(f"{shown}: already exist{'s' if len(existing) == 1 else ''}; pass "
                            "--overwrite to replace, or choose another --out")
-    auto = requested == "auto"
-    chosen = requested if isinstance(requested, int) else model.selected_output
-    if outputs > 1 and chosen is None and not args.all_heads and not auto:
-        chosen = 0
-        print(f"mhdeblur deblur: warning: {args.model} has no selected head (run `mhdeblur "
-              "select-head` on validation data); writing output 0", file=sys.stderr)
-    if (args.all_heads or args.sheet) and outputs > 1:
-        which = "all+auto" if auto else "all"
-    else:
-        which = "auto" if auto else (chosen or 0)
+    auto = chosen == "auto"
+    # Every output is restored once when the files need them all; the chosen one is then picked.
+    which = ("all+auto" if auto else "all") if (args.all_heads or args.sheet) else chosen
     out_dir.mkdir(parents=True, exist_ok=True)
     for number, path in enumerate(paths, 1):
         start = time.perf_counter()
         image = read_image(path)
-        restored = restore(model, image, which=which if outputs > 1 else "all", tile=args.tile,
-                           overlap=args.overlap)
+        restored = restore(model, image, which=which, tile=args.tile, overlap=args.overlap)
         files = plan[path]
         if args.all_heads and outputs > 1:
             for k in range(outputs):

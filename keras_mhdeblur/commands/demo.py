@@ -5,7 +5,7 @@ from keras_mhdeblur.commands import reports_errors
 
 
 def register(subparsers):
-    from keras_mhdeblur.cli import positive_int
+    from keras_mhdeblur.commands.arguments import positive_int
 
     parser = subparsers.add_parser(
         "demo", help="train a single-head and a multi-head model on synthetic blur and compare",

@@ -1,7 +1,7 @@
 """`mhdeblur evaluate`: official PSNR/SSIM of every output on a paired folder."""
 
-from keras_mhdeblur.commands import (add_scoring_arguments, find_pair_set, load_inference_model,
-                                     reports_errors)
+from keras_mhdeblur.commands import find_pair_set, load_inference_model, reports_errors
+from keras_mhdeblur.commands.arguments import add_scoring_arguments
 
 
 def register(subparsers):
@@ -22,7 +22,7 @@ def register(subparsers):
 def evaluate_command(args):
     from keras_mhdeblur.data import iter_evaluation_pairs
     from keras_mhdeblur.evaluation import evaluate_model, format_summary
-    from keras_mhdeblur.saving import write_json
+    from keras_mhdeblur.utils.files import write_json
 
     model = load_inference_model(args)
     pairs = find_pair_set(args.data, args.split, args.limit)

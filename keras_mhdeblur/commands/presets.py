@@ -7,7 +7,7 @@ from keras_mhdeblur.commands import CommandError, reports_errors
 
 
 def register(subparsers):
-    from keras_mhdeblur.cli import positive_int
+    from keras_mhdeblur.commands.arguments import positive_int
 
     listing = subparsers.add_parser(
         "presets", help="list the shipped presets (trained models that load by name)",
@@ -63,7 +63,7 @@ def preset_metadata_of_run(run, name, description, model_file):
 
 def select_on_validation(model, run, metadata):
     """Stores the best single head on the run's validation pairs (not the held-out ones)."""
-    from keras_mhdeblur.evaluation import select_output
+    from keras_mhdeblur.evaluation import select_best_head
     from keras_mhdeblur.training import TrainConfig, validation_pairs
 
     config = TrainConfig.from_dict(run.read_config(), str(run.config_path))
@@ -72,7 +72,7 @@ def select_on_validation(model, run, metadata):
         print(f"mhdeblur make-preset: note: {run.path} has no validation pairs; the preset has no "
               "selected head (run `mhdeblur select-head` on your own)")
         return
-    selection = select_output(model, pairs)
+    selection = select_best_head(model, pairs)
     metadata["measured"]["selected_on"] = f"the run's validation pairs ({len(pairs)})"
     metadata["measured"]["selected_validation_psnr"] = selection["best_single_head_psnr"]
 

@@ -1,7 +1,7 @@
 """`mhdeblur select-head`: choose the best single head on validation data and store it."""
 
-from keras_mhdeblur.commands import (CommandError, add_scoring_arguments, find_pair_set,
-                                     inference_model, reports_errors)
+from keras_mhdeblur.commands import CommandError, find_pair_set, inference_model, reports_errors
+from keras_mhdeblur.commands.arguments import add_scoring_arguments
 
 
 def register(subparsers):
@@ -20,7 +20,7 @@ def register(subparsers):
 @reports_errors("select-head")
 def select_head_command(args):
     from keras_mhdeblur.data import iter_evaluation_pairs
-    from keras_mhdeblur.evaluation import format_summary, select_output
+    from keras_mhdeblur.evaluation import format_summary, select_best_head
     from keras_mhdeblur.heads import output_pairs
     from keras_mhdeblur.saving import load_model, save_model
 
@@ -31,7 +31,7 @@ def select_head_command(args):
         raise CommandError(f"{args.model}: single-output model; there is no head to select")
     scorer = inference_model(model, args)
     pairs = find_pair_set(args.data, args.split, args.limit)
-    summary = select_output(scorer, iter_evaluation_pairs(pairs, verify=False), tile=args.tile,
+    summary = select_best_head(scorer, iter_evaluation_pairs(pairs, verify=False), tile=args.tile,
                             overlap=args.overlap, total=len(pairs), progress=True)
     print(format_summary(summary, f"{args.model} on {pairs.root}"))
     model.selected_output = summary["best_single_head"]

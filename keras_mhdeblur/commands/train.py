@@ -12,7 +12,7 @@ RUN_OPTIONS = ("out", "resume", "overwrite", "stop_at", "config")
 
 
 def register(subparsers):
-    from keras_mhdeblur.cli import positive_int
+    from keras_mhdeblur.commands.arguments import positive_int
 
     parser = subparsers.add_parser(
         "train", help="train (or resume) a multi-head model; checkpoints, best on validation",

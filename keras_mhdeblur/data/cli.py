@@ -4,7 +4,7 @@ import os
 import sys
 import time
 
-from keras_mhdeblur.cli import image_size, positive_int
+from keras_mhdeblur.commands.arguments import image_size, positive_int
 from keras_mhdeblur.data.io import DataError
 
 

@@ -22,13 +22,13 @@ Pillow in a `tf.numpy_function`. Files are checked up front (`inspect_image`), s
 never meets a file it cannot decode.
 """
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from keras_mhdeblur.utils.files import write_file_atomically
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -200,20 +200,12 @@ def to_uint8(image):
 
 
 def write_png(path, image):
-    """Writes an RGB image as an 8-bit PNG atomically (temporary file, then `os.replace`).
+    """Writes an RGB image as an 8-bit PNG atomically (`keras_mhdeblur.utils.files`).
 
     Args:
-        path: destination file; its folder must exist.
+        path: destination file; its folder is created if missing.
         image: (H, W, 3) uint8, or float in [0, 1] (clipped and rounded to 8 bits).
     """
-    path = Path(path)
     pixels = image if np.asarray(image).dtype == np.uint8 else to_uint8(image)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            Image.fromarray(np.ascontiguousarray(pixels)).save(file, format="PNG")
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    picture = Image.fromarray(np.ascontiguousarray(pixels))
+    return write_file_atomically(path, lambda temporary: picture.save(temporary, format="PNG"))

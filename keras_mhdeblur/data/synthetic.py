@@ -15,7 +15,6 @@ training (tf.data or PyDataset); `make_synthetic_set` and `write_synthetic_set` 
 
 import io
 import itertools
-import json
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +28,7 @@ from PIL import Image
 
 from keras_mhdeblur.data.io import DataError, IMAGE_EXTENSIONS, to_uint8, write_png
 from keras_mhdeblur.data.sources import BuiltinSource, FolderSource
+from keras_mhdeblur.utils.files import write_json
 
 LABELS = ("middle", "random")
 
@@ -476,7 +476,5 @@ def write_synthetic_set(out_dir, count, size=(256, 256), seed=1, source=None, *,
                     path.unlink()
     record = {"count": count, "size": list(stream.size), "seed": stream.seed,
               "source": str(source) if source is not None else "builtin", **asdict(stream.settings)}
-    temporary = out_dir / ".synthetic.json.tmp"
-    temporary.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(temporary, out_dir / "synthetic.json")
+    write_json(out_dir / "synthetic.json", record)
     return flat_pairs(out_dir)

@@ -5,6 +5,7 @@ from keras_mhdeblur.models.hinet import HINet, HINetMH
 from keras_mhdeblur.models.mprnet import MPRNet, MPRNetMH
 from keras_mhdeblur.models.nafnet import NAFBlockStack, NAFNet, NAFNetMH, naf_block
 from keras_mhdeblur.models.restormer import Restormer, RestormerBlock, RestormerMH
+from keras_mhdeblur.models.surgery import rebuilt, with_tlc
 
 # Named configurations: name -> (multi-head class, single-head class, constructor arguments).
 NAMED_CONFIGS = {

@@ -1,11 +1,12 @@
 """The Keras model every backbone subclasses: padding, multi-head output, default loss and
 metrics, configuration.
 
-A backbone implements `restore(image) -> list of (B, Hp, Wp, 3K) residuals`, one per stage in
-the official order, on an image already padded to a multiple of `pad_multiple`. This class does
-the rest once for all of them:
+A backbone implements `stage_residuals(image) -> list of (B, Hp, Wp, 3K) residuals`, one per
+stage in the official order, on an image already padded to a multiple of `pad_multiple`. This
+class does the rest once for all of them:
 
-    image (B, H, W, 3) --pad--> restore() --crop--> MultiHeadOutput (+ image) --> (B, K', H, W, 3)
+    image (B, H, W, 3) --pad_input--> stage_residuals() --crop--> MultiHeadOutput (+ image)
+        --> (B, K', H, W, 3)
 
 Single-stage models return that tensor; multi-stage models return a list in the official order
 (or a dict keyed by stage name with `output_format="dict"`). Single-head models (`heads=1`,
@@ -28,7 +29,7 @@ class MultiHeadRestorationModel(keras.Model):
     pad_multiple = 16
     #: "constant" (zeros, NAFNet/HINet) or "reflect" (Restormer/MPRNet test scripts).
     pad_mode = "constant"
-    #: Names of the stage outputs, in the order `restore` returns them.
+    #: Names of the stage outputs, in the order `stage_residuals` returns them.
     stage_names = ("output",)
     #: The stage that is the restored image (metrics, inference and export use it).
     final_stage = "output"
@@ -74,7 +75,7 @@ class MultiHeadRestorationModel(keras.Model):
             self._add_loss_step()
 
     # ---- the part each backbone writes ----------------------------------------------------
-    def restore(self, image):
+    def stage_residuals(self, image):
         """(B, Hp, Wp, 3) padded image -> list of (B, Hp, Wp, 3K) residuals, one per stage."""
         raise NotImplementedError
 
@@ -106,8 +107,7 @@ class MultiHeadRestorationModel(keras.Model):
                 f"{self.name} expects images of shape (batch, height, width, 3), NHWC RGB in "
                 f"[0, 1]; got shape {tuple(image.shape)}.")
         height, width = ops.shape(image)[1], ops.shape(image)[2]
-        padded = self._pad(image, height, width)
-        residuals = self.restore(padded)
+        residuals = self.stage_residuals(self.pad_input(image))
         outputs = [self.head_output(residual[:, :height, :width], image)
                    for residual in residuals]
         if self.single_output:
@@ -118,7 +118,10 @@ class MultiHeadRestorationModel(keras.Model):
             return dict(zip(self.stage_names, outputs))
         return outputs
 
-    def _pad(self, image, height, width):
+    def pad_input(self, image):
+        """(B, H, W, 3) -> (B, Hp, Wp, 3): padded at the bottom and right to multiples of
+        `pad_multiple` with `pad_mode`, as the model pads its input (cropped back after)."""
+        height, width = ops.shape(image)[1], ops.shape(image)[2]
         multiple = self.pad_multiple
         pad_h, pad_w = (-height) % multiple, (-width) % multiple
         if isinstance(pad_h, int) and isinstance(pad_w, int) and pad_h == 0 and pad_w == 0:

@@ -155,7 +155,7 @@ class HINetMH(MultiHeadRestorationModel):
         self.last = torch_conv2d(3 * heads, 3, width, name="last")
         self._build_with_dummy_input()
 
-    def restore(self, image):
+    def stage_residuals(self, image):
         # Stage 1: U-Net, then SAM predicts the stage-1 image and gates the features.
         x = self.conv_01(image)
         encs, decs = [], []

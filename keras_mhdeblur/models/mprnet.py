@@ -269,7 +269,7 @@ class MPRNetMH(MultiHeadRestorationModel):
                                  use_bias=self.use_bias, name="tail")
         self._build_with_dummy_input()
 
-    def restore(self, image):
+    def stage_residuals(self, image):
         half_h, half_w = ops.shape(image)[1] // 2, ops.shape(image)[2] // 2
         top, bottom = image[:, :half_h], image[:, half_h:]
         # Parts of the image go through their stage's shared layers as one batch, in the

@@ -223,7 +223,7 @@ class NAFNetMH(MultiHeadRestorationModel):
         self.ending = torch_conv2d(3 * heads, 3, width, name="ending")
         self._build_with_dummy_input()
 
-    def restore(self, image):
+    def stage_residuals(self, image):
         x = self.intro(image)
         skips = []
         for encoder, down in zip(self.encoders, self.downs):

@@ -261,7 +261,7 @@ class RestormerMH(MultiHeadRestorationModel):
         self.pixel_shuffle = PixelShuffle(2, name="pixel_shuffle")
         self._build_with_dummy_input()
 
-    def restore(self, image):
+    def stage_residuals(self, image):
         def run(stack, x):
             for block in stack:
                 x = block(x)

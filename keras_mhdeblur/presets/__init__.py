@@ -170,11 +170,11 @@ def check_preset(name_or_path, atol=1e-4):
 
 def save_preset(model, out_dir, metadata, overwrite=False):
     """Writes `model` (config and weights, no optimiser state) and `metadata` as a preset folder,
-    atomically (`saving.write_folder_atomically`). Refuses to replace an existing folder unless
+    atomically (`utils.files.write_folder_atomically`). Refuses to replace an existing folder unless
     `overwrite`. Returns the folder."""
     import keras
 
-    from keras_mhdeblur.saving import write_folder_atomically
+    from keras_mhdeblur.utils.files import write_folder_atomically
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:

@@ -24,23 +24,11 @@ import time
 import numpy as np
 
 
-def shipped_output(model):
-    """"auto" for a model with a scoring branch, else "selected": what `mhdeblur deblur`
-    writes."""
-    return "auto" if getattr(model, "output_scorer", None) is not None else "selected"
-
-
-def shipped_index(model):
-    """The output index the selected head stands for (output 0 when none is stored)."""
-    return 0 if model.selected_output is None else int(model.selected_output)
-
-
 def restore_shipped(model, image, **options):
     """The output `mhdeblur deblur` writes for `image` (options: `inference.restore`'s)."""
     from keras_mhdeblur.inference import restore
 
-    which = "all" if model.single_output else shipped_output(model)
-    return restore(model, image, which=which, **options)
+    return restore(model, image, which="shipped", **options)
 
 
 def channel_shift(output, reference):
@@ -61,8 +49,9 @@ def held_out_figures(model, pairs):
     ([(name, blurry, sharp), ...]); wins per output; the shipped output's worst colour shift and
     every output's mean one."""
     from keras_mhdeblur.evaluation import evaluate_inputs, evaluate_model
+    from keras_mhdeblur.inference import output_choice
 
-    which = shipped_output(model)
+    which = output_choice(model, "shipped")  # "all" (one output), "auto" or an index
     shifts, output_casts, target_shifts = [], [], []
 
     def measure_shifts(name, blurry, sharp, outputs):  # the outputs evaluate_model restored
@@ -72,7 +61,7 @@ def held_out_figures(model, pairs):
             return
         output_casts.append([colour_cast(channel_shift(output, blurry))
                              for output in outputs[:model.num_outputs]])
-        shipped = outputs[-1] if which == "auto" else outputs[shipped_index(model)]
+        shipped = outputs[-1] if which == "auto" else outputs[which]
         shifts.append(channel_shift(shipped, blurry))
 
     inputs = evaluate_inputs(pairs).summary()
@@ -85,17 +74,16 @@ def held_out_figures(model, pairs):
         shipped_psnr, shipped_ssim = summary["auto_psnr"], summary["auto_ssim"]
         pair_psnr = list(evaluation.auto_psnr)
     else:
-        index = shipped_index(model)
-        shipped_psnr = summary["per_output_psnr"][index]
-        shipped_ssim = summary["per_output_ssim"][index]
-        pair_psnr = [row[index] for row in evaluation.psnr]
+        shipped_psnr = summary["per_output_psnr"][which]
+        shipped_ssim = summary["per_output_ssim"][which]
+        pair_psnr = [row[which] for row in evaluation.psnr]
     count = summary["num_images"]
     return {
         "pairs": count,
         "size": list(pairs[0][1].shape[:2]),
         "input_psnr": inputs["per_output_psnr"][0],
         "input_ssim": inputs["per_output_ssim"][0],
-        "shipped_output": which if which == "auto" else f"selected (output {shipped_index(model)})",
+        "shipped_output": which if which in ("auto", "all") else f"selected (output {which})",
         "shipped_psnr": shipped_psnr,
         "shipped_ssim": shipped_ssim,
         "shipped_gain_db": shipped_psnr - inputs["per_output_psnr"][0],
@@ -170,7 +158,7 @@ def showcase_sheet(model, pairs, photo_images, crop=192):
     taller)."""
     from keras_mhdeblur.visualize import contact_sheet
 
-    label = "preset (auto)" if shipped_output(model) == "auto" else "preset"
+    label = "preset (auto)" if model.output_scorer is not None else "preset"
     rows = []
     for name, blurry, sharp in pairs:
         restored = restore_shipped(model, blurry)

@@ -1,0 +1,46 @@
+"""Argument types and the flags several commands share, in one place the commands import."""
+
+import argparse
+
+from keras_mhdeblur.utils.sizes import parse_size
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def image_size(text, minimum=8):
+    """argparse type: "HxW" or "S" (square) -> (H, W), both at least `minimum` (8)."""
+    try:
+        return parse_size(text, "size", minimum=minimum)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("size: ")) from None
+
+
+def add_scoring_arguments(parser, model_help, data_help):
+    """MODEL, --data, --split and --limit, shared by evaluate and select-head; then the
+    inference arguments."""
+    parser.add_argument("model", metavar="MODEL", help=model_help)
+    parser.add_argument("--data", required=True, metavar="DIR", help=data_help)
+    parser.add_argument("--split", help="split of --data, e.g. test (GoPro)")
+    parser.add_argument("--limit", type=positive_int, metavar="N", help="only the first N pairs")
+    add_inference_arguments(parser)
+
+
+def add_inference_arguments(parser):
+    """--tile, --overlap and --tlc, shared by evaluate, select-head and deblur."""
+    parser.add_argument("--tile", type=positive_int, default=None, metavar="N",
+                        help="run on N x N tiles blended over --overlap pixels (large photos; "
+                        "default: the whole image at once)")
+    parser.add_argument("--overlap", type=int, default=32, metavar="M",
+                        help="pixels shared by neighbouring tiles (default 32)")
+    parser.add_argument("--tlc", type=image_size, default=None, metavar="HxW",
+                        help="NAFNet only: test-time local pooling (TLC) for this training crop "
+                        "size, e.g. 256x256 (METHOD 6.3)")
