@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from keras_mhdeblur.data import (PairedPyDataset, SyntheticPairs, dead_leaves_image, find_pairs,  # noqa: E402
-                                 training_dataset)
+                                 synthetic_dataset, training_dataset)
 
 BATCH, CROP = 8, 256
 
@@ -91,7 +91,7 @@ def main():
     start_index = iter(range(1000, 10**6, 64))
     print(f"  SyntheticPairs.arrays, 2 threads:"
           f"{rate(lambda: stream.arrays(64, next(start_index), workers=2), 64, 2)}")
-    synthetic = iter(stream.tf_dataset(batch_size=BATCH, start_index=20000))
+    synthetic = iter(synthetic_dataset(stream, batch_size=BATCH, start_index=20000))
     print(f"  tf.data synthetic_dataset:       {rate(lambda: next(synthetic), BATCH, args.batches)}")
 
 

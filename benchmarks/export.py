@@ -60,7 +60,7 @@ def _mean_psnr(outputs, sharp):
     """Mean PSNR over pairs and outputs; outputs (N, K', H, W, 3) or (N, H, W, 3)."""
     import numpy as np
 
-    from keras_mhdeblur.export import psnr
+    from keras_mhdeblur.evaluation import psnr
 
     outputs = np.clip(outputs, 0, 1)
     if outputs.ndim == 5:
@@ -76,8 +76,10 @@ def main():
     import keras_mhdeblur
     from keras_mhdeblur import export
     from keras_mhdeblur.data import make_synthetic_set
+    from keras_mhdeblur.evaluation import psnr
+    from keras_mhdeblur.utils.sizes import parse_size
 
-    sizes = [export.parse_size(size, "--sizes") for size in args.sizes.split(",")]
+    sizes = [parse_size(size, "--sizes") for size in args.sizes.split(",")]
     modes = args.modes.split(",")
     model = keras_mhdeblur.build_model("nafnet-w32", heads=args.heads, width=args.width,
                                        **json.loads(args.override))
@@ -117,7 +119,7 @@ def main():
                     lambda: export.run_interpreter(interpreter, images[size]), args.repeats)
             outputs = np.concatenate([export.run_interpreter(interpreter, b[None])
                                       for b in blurry])
-            row["vs_keras"] = float(np.mean([export.psnr(o, r)
+            row["vs_keras"] = float(np.mean([psnr(o, r)
                                              for o, r in zip(outputs, keras_reference)]))
             row["delta"] = _mean_psnr(outputs, sharp) - base_psnr
             rows.append(row)

@@ -21,7 +21,7 @@ import keras_mhdeblur as mh
 from keras_mhdeblur import optimizers
 from keras_mhdeblur.convert import load_torch_weights
 from keras_mhdeblur.convert.torch_weights import load_torch_checkpoint
-from keras_mhdeblur.data import SyntheticPairs, find_pairs, training_dataset
+from keras_mhdeblur.data import SyntheticPairs, find_pairs, synthetic_dataset, training_dataset
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--checkpoint", required=True, help="official single-head .pth or .npz")
@@ -53,7 +53,7 @@ model.compile(optimizer=optimizers.official_optimizer(model.recipe, learning_rat
 if args.data:
     batches = training_dataset(find_pairs(args.data, split=args.split), args.batch, args.crop)
 else:
-    batches = SyntheticPairs(args.crop, seed=0).tf_dataset(args.batch)
+    batches = synthetic_dataset(SyntheticPairs(args.crop, seed=0), args.batch)
 model.fit(batches, steps_per_epoch=args.steps, epochs=1, shuffle=False)
 model.save(args.out)
 print(f"saved {args.out}; next: mhdeblur select-head {args.out} --data VAL_DIR")

@@ -8,7 +8,7 @@ synthetic blur, score it with the official metrics, pick a head and deblur.
 import argparse
 
 import keras_mhdeblur as mh
-from keras_mhdeblur.data import SyntheticPairs
+from keras_mhdeblur.data import SyntheticPairs, synthetic_dataset
 from keras_mhdeblur.evaluation import evaluate_model, format_summary, select_best_head
 from keras_mhdeblur.inference import restore
 
@@ -29,7 +29,7 @@ model = mh.build_model("nafnet-w32", heads=4, width=8, enc_blocks=(1, 1), dec_bl
 # per-output PSNR and win-share metrics.
 model.compile(optimizer=model.official_optimizer(total_steps=args.steps))
 # Ambiguous labels (a random sub-frame of the exposure) show why several heads help.
-train = SyntheticPairs(64, seed=0, label="random").tf_dataset(batch_size=8)
+train = synthetic_dataset(SyntheticPairs(64, seed=0, label="random"), batch_size=8)
 model.fit(train, steps_per_epoch=args.steps, epochs=1, shuffle=False)
 
 select_best_head(model, held_out(seed=1, count=16))  # best single head, chosen on validation

@@ -1,4 +1,5 @@
-"""The official NAFNet-width32 recipe on GoPro, multi-head (METHOD 5), through the library.
+"""The official NAFNet-width32 recipe on GoPro, multi-head (docs/method.md, "Training recipes"),
+through the library.
 
     python examples/train_gopro.py --gopro /data/GOPRO_Large --out runs/mhnafnet-w32
     python examples/train_gopro.py --gopro /data/GOPRO_Large --out runs/mhnafnet-w32 --resume
@@ -13,9 +14,9 @@ clipping at global norm 0.01, winner-takes-all PSNR loss; validation on the GoPr
 the same global batch (the official run: 4 GPUs x 8).
 
 Expected numbers (GoPro test, official 8-bit PSNR): the single-head NAFNet-width32 baseline
-reaches 32.87 dB / SSIM 0.9606 (NAFNet's README, METHOD 7); the paper reports multi-head gains
-of up to 0.11-0.18 dB best overall and 0.04-0.08 dB best single head over the baselines (its
-abstract; which backbone gives which end is not stated). Afterwards:
+reaches 32.87 dB / SSIM 0.9606 (NAFNet's README; docs/method.md, "Results"); the paper reports
+multi-head gains of up to 0.11-0.18 dB best overall and 0.04-0.08 dB best single head over the
+baselines (its abstract; which backbone gives which end is not stated). Afterwards:
 
     mhdeblur select-head RUN/best.keras --data VAL_DIR     # a held-out split of your choice
     mhdeblur evaluate RUN/best.keras --data /data/GOPRO_Large --split test --tlc 256x256

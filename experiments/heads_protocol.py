@@ -40,7 +40,7 @@ from keras_mhdeblur.utils.files import write_json
 from keras_mhdeblur.uncertainty import spread_error_report
 from keras_mhdeblur.scoring import FUSIONS, fit_scorer, with_output_scorer
 from keras_mhdeblur.training import (TEST_SEED_OFFSET, TrainConfig, synthetic_stream, train,
-                                     validation_pairs)
+                                     training_data, validation_pairs)
 
 VARIANTS = ("single", "official", "nocombine", "annealed", "relaxed")
 
@@ -131,9 +131,7 @@ def run_one(variant, seed, args, out_dir, log):
             # The scoring branch, trained with the backbone frozen on the training stream after
             # the samples the backbone saw.
             scored = with_output_scorer(model)
-            stream = synthetic_stream(config).tf_dataset(
-                config.batch, start_index=config.steps * config.batch)
-            fit_scorer(scored, stream, args.scorer_steps)
+            fit_scorer(scored, training_data(config, start_step=config.steps), args.scorer_steps)
             record["auto_psnr"] = auto_psnrs(scored, test_pairs)
             save_model(scored, run_dir / "scored.keras")
         record["uncertainty"] = uncertainty(scored if args.scorer_steps else model, test_pairs)

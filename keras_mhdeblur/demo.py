@@ -7,11 +7,11 @@ bundles, in seconds: a table with the input row and `preset_sheet.png`, side by 
 Then the training comparison:
 Trains a small single-head and a small multi-head NAFNet (K = 4 heads, combined into 10 outputs)
 on built-in synthetic motion blur whose sharp label is a *random* sub-frame of the exposure
-(METHOD 11). That label is ambiguous on purpose: one head can only learn the average answer (the
-blur itself), while several heads under the winner-takes-all loss can each specialise on some of
-the possible answers, which is the paper's point. The multi-head model trains with the
-recommended winner assignment (`training.RECOMMENDED_HEADS`: annealed winner-takes-all, which
-keeps every head alive and free of colour casts; docs/heads.md), then gets a scoring branch
+(docs/method.md, "Small-scale runs"). That label is ambiguous on purpose: one head can only learn
+the average answer (the blur itself), while several heads under the winner-takes-all loss can each
+specialise on some of the possible answers, which is the paper's point. The multi-head model trains
+with the recommended winner assignment (`training.RECOMMENDED_HEADS`: annealed winner-takes-all,
+which keeps every head alive and free of colour casts; docs/heads.md), then gets a scoring branch
 that picks the output per patch from the blurry input ("auto", keras_mhdeblur.scoring). Both
 models are scored on held-out synthetic pairs with the official metric code; the multi-head
 model's best single head is chosen on a separate validation set and stored in the saved model.
@@ -32,7 +32,7 @@ import numpy as np
 
 from keras_mhdeblur.heads import output_pairs
 from keras_mhdeblur.training import (RECOMMENDED_HEADS, TEST_SEED_OFFSET, RunError, TrainConfig,
-                                     synthetic_stream, train, validation_pairs)
+                                     synthetic_stream, train, training_data, validation_pairs)
 
 #: The small backbone: NAFNet with width 12 and two levels (about 40k parameters for K = 4).
 DEMO_MODEL = dict(model="nafnet-w32", width=12,
@@ -189,7 +189,8 @@ def run_demo(out_dir="mhdeblur-demo", *, steps=None, quick=False, label="random"
         out_dir: output folder; must be new or empty unless `overwrite`.
         steps: training steps per model (default 600; 40 with `quick`).
         quick: tiny crops and sets, about a minute: a smoke test of the whole path.
-        label: "random" (ambiguous labels, METHOD 11) or "middle" (GoPro-style).
+        label: "random" (ambiguous labels; docs/method.md, "Small-scale runs") or "middle"
+            (GoPro-style).
         seed: seed of both runs and the synthetic data.
         official: train the multi-head model with the official hard winner-takes-all loss
             instead of the recommended annealed one.
@@ -226,8 +227,8 @@ def run_demo(out_dir="mhdeblur-demo", *, steps=None, quick=False, label="random"
     single, multi = runs["single-head"], runs["multi-head"]
     log(f"\n== training the scoring branch ({scorer_steps} steps, backbone frozen) ==")
     multi = with_output_scorer(multi)
-    fit_scorer(multi, synthetic_stream(multi_config).tf_dataset(
-        multi_config.batch, start_index=multi_config.steps * multi_config.batch), scorer_steps)
+    # On the training stream after the samples the backbone saw.
+    fit_scorer(multi, training_data(multi_config, start_step=multi_config.steps), scorer_steps)
     train_seconds = time.perf_counter() - start
 
     log("\n== evaluating on held-out pairs ==")
@@ -259,7 +260,7 @@ def run_demo(out_dir="mhdeblur-demo", *, steps=None, quick=False, label="random"
 
         try:
             exported = export_lib.export_tflite(multi, out_dir / "multi_head.tflite",
-                                                heads="auto", overwrite=True)
+                                                output="auto", overwrite=True)
             results["tflite"] = str(exported.path)
             log(f"\nexported the auto output to TFLite: {exported.path} "
                 f"({exported.size_bytes / 1e6:.2f} MB, verified in the interpreter)")

@@ -1,4 +1,4 @@
-"""Evaluation exactly as the official code computes it (METHOD 6.1).
+"""Evaluation exactly as the official code computes it (docs/method.md, "Metrics").
 
 Outputs are clamped to [0, 1], scaled to 255 and rounded to 8 bits; PSNR is over all pixels and
 the three channels; SSIM is NAFNet's "ssim3d": the SSIM map under an 11x11x11 Gaussian
@@ -18,10 +18,16 @@ import numpy as np
 from keras_mhdeblur.data.io import to_uint8  # clamp, x255, round: the official tensor2img
 
 
+def psnr(image, reference, peak=1.0):
+    """PSNR (dB) of two arrays of the same shape, in float64: 20 log10(peak / RMSE); inf if
+    equal. `peak` is the largest value: 1.0 for images in [0, 1], 255.0 for 8-bit levels."""
+    mse = np.mean((np.asarray(image, np.float64) - np.asarray(reference, np.float64)) ** 2)
+    return math.inf if mse == 0 else 20.0 * math.log10(peak / math.sqrt(mse))
+
+
 def psnr_uint8(image, reference):
     """PSNR (dB) of two uint8 images (any shape), float64, 20 log10(255 / RMSE); inf if equal."""
-    mse = np.mean((image.astype(np.float64) - reference.astype(np.float64)) ** 2)
-    return math.inf if mse == 0 else 20.0 * math.log10(255.0 / math.sqrt(mse))
+    return psnr(image, reference, peak=255.0)
 
 
 def _gaussian_1d(size=11, sigma=1.5):
@@ -174,7 +180,8 @@ def evaluate_model(model, pairs, *, tile=None, overlap=32, compute_ssim=True, to
 
 def select_best_head(model, pairs, *, tile=None, overlap=32, total=None, progress=False):
     """Chooses the best single head: the output with the best mean PSNR over validation `pairs`
-    (METHOD 6.1), and stores it as `model.selected_output` (save the model to keep it).
+    (docs/method.md, "Metrics"), and stores it as `model.selected_output` (save the model to keep
+    it).
 
     Args: as `evaluate_model` (SSIM is not computed: the choice is by PSNR).
 

@@ -1,4 +1,5 @@
-"""The multi-head output: the one piece every backbone shares (METHOD 2).
+"""The multi-head output: the one piece every backbone shares
+(docs/method.md, "Multi-head output").
 
 A backbone's last convolution predicts 3K channels, head-major (head k = channels 3k..3k+2, as in
 the official code, so weights convert 1:1). `MultiHeadOutput` turns them into the model output:

@@ -1,4 +1,4 @@
-"""Winner-takes-all losses (METHOD 4).
+"""Winner-takes-all losses (docs/method.md, "Losses").
 
 `MinOverHeads(base)` computes, per sample and per output, the error `base(y_true, y_pred)`, keeps
 the smallest over outputs and averages over the batch. The gradient of the min reaches only the
@@ -54,7 +54,8 @@ def charbonnier_error(y_true, y_pred, epsilon=1e-3):
     return _per_output_mean(ops.sqrt(ops.square(diff) + epsilon * epsilon))
 
 
-# MPRNet's edge loss (METHOD 4): Laplacian-pyramid detail x - G(U(D(G(x)))) with a 5x5 Gaussian.
+# MPRNet's edge loss (docs/method.md, "Losses"): Laplacian-pyramid detail x - G(U(D(G(x)))) with a
+# 5x5 Gaussian.
 _GAUSSIAN_TAPS = (0.05, 0.25, 0.4, 0.25, 0.05)
 
 

@@ -1,4 +1,5 @@
-"""The official training recipes' optimisers and schedules (METHOD 5), one call away.
+"""The official training recipes' optimisers and schedules (docs/method.md, "Training recipes"),
+one call away.
 
     model.compile(optimizer=keras_mhdeblur.official_optimizer("nafnet", total_steps=200_000))
 

@@ -33,8 +33,10 @@ def load_model(path, compile=True):
     """
     import keras
 
-    import keras_mhdeblur  # noqa: F401  (registers the model classes for deserialisation)
+    import keras_mhdeblur
     from keras_mhdeblur.models.base import MultiHeadRestorationModel
+
+    keras_mhdeblur.register_serializables()
 
     from keras_mhdeblur import presets
 

@@ -39,6 +39,7 @@ import keras
 from keras_mhdeblur import optimizers
 from keras_mhdeblur.saving import load_model, save_model
 from keras_mhdeblur.utils.files import is_temporary, write_json
+from keras_mhdeblur.utils.progress import fit_verbosity
 
 CHECKPOINT_NAME = re.compile(r"^step-(\d+)\.keras$")
 #: Seed offsets that keep held-out synthetic pairs apart from the training stream (seed + 0).
@@ -51,6 +52,8 @@ PRECISIONS = ("mixed_bfloat16", "mixed_float16")
 #: annealed winner-takes-all from 2 dB down to the official loss over the first half of the run.
 RECOMMENDED_HEADS = {"temperature": 2.0}
 LABELS = ("middle", "random")
+#: The key of config.json that describes the network in words (`TrainConfig.architecture`).
+DERIVED_ARCHITECTURE = "architecture"
 
 
 class RunError(ValueError):
@@ -60,17 +63,19 @@ class RunError(ValueError):
 @dataclasses.dataclass
 class TrainConfig:
     """Everything that defines a training run: the flags of `mhdeblur train` and the keys of its
-    --config file. Defaults are the official NAFNet-width32 GoPro recipe (METHOD 5).
+    --config file. Defaults are the official NAFNet-width32 GoPro recipe
+    (docs/method.md, "Training recipes").
 
     Attributes:
         model: a named config (`keras_mhdeblur.NAMED_CONFIGS`).
         heads: K; 1 for the single-head baseline.
-        combine_heads: K(K+1)/2 outputs (METHOD 2).
+        combine_heads: K(K+1)/2 outputs (docs/method.md, "Head combination").
         width: overrides the config's width (small runs).
         overrides: other constructor arguments, e.g. {"enc_blocks": [1, 1]}.
         data, split: paired-image folder for `find_pairs` (and its split).
         synthetic: train on the built-in synthetic blur stream instead of `data`.
-        synthetic_label: "middle" (GoPro) or "random" sub-frame as the sharp label (METHOD 11).
+        synthetic_label: "middle" (GoPro) or "random" sub-frame as the sharp label
+            (docs/method.md, "Small-scale runs").
         synthetic_blur: settings of the synthetic blur (`data.BlurSettings` fields other than
             the label: blur_pixels, noise_sigma, jpeg_quality, highlight_gain, ...); {} for the
             defaults.
@@ -127,9 +132,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values, where="config"):
-        """A config from a dict (keys may use dashes); unknown keys raise `RunError`."""
+        """A config from a dict (keys may use dashes; config.json's derived "architecture" is
+        ignored); unknown keys raise `RunError`."""
         known = {field.name for field in dataclasses.fields(cls)}
-        values = {str(key).replace("-", "_"): value for key, value in dict(values).items()}
+        values = {str(key).replace("-", "_"): value for key, value in dict(values).items()
+                  if key != DERIVED_ARCHITECTURE}
         unknown = sorted(set(values) - known)
         if unknown:
             raise RunError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: "
@@ -199,6 +206,15 @@ class TrainConfig:
             fail("choose one winner assignment: --temperature (annealed) or --relaxation "
                  "(relaxed), not both")
 
+    def architecture(self):
+        """The network in words, e.g. "nafnet-w32 with width=12, enc_blocks=[1, 1], K=4 +
+        combination": a named config's own width or blocks may be overridden, and the name
+        alone would hide it."""
+        changed = [f"{name}={value}" for name, value in self.model_arguments().items()]
+        heads = "single head" if self.heads == 1 else \
+            f"K={self.heads}" + (" + combination" if self.combine_heads else "")
+        return self.model + (f" with {', '.join(changed)}" if changed else "") + f", {heads}"
+
     def model_arguments(self):
         """Constructor overrides for `build_model`."""
         arguments = dict(self.overrides)
@@ -247,7 +263,10 @@ class RunDirectory:
                 self.final_path, self.log_dir, self.compile_cache_dir]
 
     def holds_run(self):
-        return self.config_path.exists() or any(self.checkpoints())
+        """True once the run has trained (a checkpoint or a finished model). A folder with only
+        config.json, from a start that failed before its first checkpoint (a missing --data
+        folder, Ctrl-C during the first steps), holds nothing to lose and is reused."""
+        return bool(self.checkpoints()) or self.final_path.exists() or self.best_path.exists()
 
     def remove_temporaries(self):
         """Deletes leftovers of writes cut short by a crash or SIGKILL."""
@@ -271,7 +290,14 @@ class RunDirectory:
     def checkpoint_path(self, step):
         return self.checkpoint_dir / f"step-{step:07d}.keras"
 
+    def write_config(self, config):
+        """config.json: the `TrainConfig`, led by its architecture in words (for readers; it
+        is derived, so `TrainConfig.from_dict` drops it)."""
+        write_json(self.config_path, {DERIVED_ARCHITECTURE: config.architecture(),
+                                      **config.to_dict()})
+
     def read_config(self):
+        """The stored settings (a dict of `TrainConfig` fields)."""
         try:
             return json.loads(self.config_path.read_text())
         except FileNotFoundError:
@@ -302,10 +328,13 @@ class RunDirectory:
                 raise RunError(f"{self.path}: already holds a training run; pass --resume to "
                                "continue it or --overwrite to start again (its checkpoints are "
                                "deleted)")
-            if any(self.path.iterdir()):
+            leftovers = {self.config_path, self.state_path, self.checkpoint_dir, self.log_dir,
+                         self.compile_cache_dir}
+            if any(path not in leftovers and not is_temporary(path)
+                   for path in self.path.iterdir()):
                 raise RunError(f"{self.path}: folder is not empty; choose a new or empty --out, "
                                "or pass --overwrite")
-        if overwrite:
+        if overwrite or self.path.is_dir():  # a run that never trained starts again cleanly
             for path in self.run_files():
                 if path.is_dir():
                     shutil.rmtree(path)
@@ -313,7 +342,7 @@ class RunDirectory:
                     path.unlink()
             self.remove_temporaries()
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.config_path, config.to_dict())
+        self.write_config(config)
 
 
 # ---- model, data, validation ------------------------------------------------------------------
@@ -439,8 +468,10 @@ def synthetic_stream(config, seed_offset=0):
 def training_data(config, start_step=0):
     """tf.data batches (blurry, sharp) from step `start_step` on (samples before it skipped)."""
     if config.synthetic:
-        return synthetic_stream(config).tf_dataset(config.batch,
-                                                   start_index=start_step * config.batch)
+        from keras_mhdeblur.data import synthetic_dataset
+
+        return synthetic_dataset(synthetic_stream(config), config.batch,
+                                 start_index=start_step * config.batch)
     from keras_mhdeblur.data import find_pairs, training_dataset
 
     pairs = find_pairs(config.data, split=config.split)
@@ -628,7 +659,8 @@ def train(config, run_dir, *, resume=False, overwrite=False, stop_at=None, verbo
         resume: continue from the newest checkpoint.
         overwrite: start again in a folder that holds a run (its files are deleted).
         stop_at: stop this session at this step (a checkpoint is written there); resume later.
-        verbose: Keras `fit` verbosity (the progress bar).
+        verbose: Keras `fit` verbosity; "auto": a redrawn bar on a terminal, one line per
+            checkpoint interval in a log file (`utils.progress.fit_verbosity`).
         log: where progress lines go.
         callbacks: more Keras callbacks for `fit` (after the run's own; an epoch is one
             checkpoint interval).
@@ -639,14 +671,15 @@ def train(config, run_dir, *, resume=False, overwrite=False, stop_at=None, verbo
     config.validate()
     distribution = _distribution(config.devices)  # checks the devices before any file is written
     run = RunDirectory(run_dir)
+    if resume and not run.holds_run() and run.config_path.exists():
+        log(f"{run.path}: the earlier start wrote no checkpoint; starting the run afresh")
+        resume = False
     state, start_step, checkpoint = {}, 0, None
     if resume:
         stored = TrainConfig.from_dict(run.read_config(), str(run.config_path))
         differences = config_differences(stored.to_dict(), config.to_dict())
         if differences:
             raise RunError(_describe_differences(run, differences))
-        write_json(run.config_path, config.to_dict())  # resumable changes (keep, ...) recorded
-        run.remove_temporaries()
         found = run.checkpoints()
         if found:
             start_step, checkpoint = found[-1]
@@ -659,6 +692,12 @@ def train(config, run_dir, *, resume=False, overwrite=False, stop_at=None, verbo
             state["best"] = max(history, key=lambda r: r["best_overall_psnr"], default=None)
             state["last_validated_step"] = max((r["step"] for r in history), default=0)
             state["finished"] = False
+    # The data is opened before anything is written, so a wrong --data leaves no run behind.
+    dataset = training_data(config, start_step)
+    validation = validation_pairs(config)
+    if resume:
+        run.write_config(config)  # resumable changes (keep, ...) recorded
+        run.remove_temporaries()
     else:
         run.prepare_new(config, overwrite)
 
@@ -682,28 +721,26 @@ def train(config, run_dir, *, resume=False, overwrite=False, stop_at=None, verbo
                 f", past --stop-at {stop_step}") + "; nothing to do")
             return TrainResult(model, run.path, start_step, done, state.get("best"), start_step)
 
-        validation = validation_pairs(config)
-        dataset = training_data(config, start_step)
         every = config.checkpoint_every
-        callbacks = [RunCheckpoints(run, config, start_step, stop_step, validation, state),
-                     *log_callbacks(run, start_step, every, log), *callbacks]
-        log(f"{type(model).__name__}: {model.count_params():,} parameters, {model.num_outputs} "
-            f"output(s); steps {start_step}..{stop_step} of {config.steps}, batch {config.batch}, "
-            f"crop {config.crop}, checkpoint every {every} steps -> {run.path}")
+        checkpoints = RunCheckpoints(run, config, start_step, stop_step, validation, state)
+        callbacks = [checkpoints, *log_callbacks(run, start_step, every, log), *callbacks]
+        log(f"{type(model).__name__} ({config.architecture()}): {model.count_params():,} "
+            f"parameters, {model.num_outputs} output(s); steps {start_step}..{stop_step} of "
+            f"{config.steps}, batch {config.batch}, crop {config.crop}, checkpoint every {every} "
+            f"steps -> {run.path}")
         model.fit(dataset, epochs=math.ceil(config.steps / every), steps_per_epoch=every,
-                  initial_epoch=start_step // every, callbacks=callbacks, verbose=verbose,
-                  shuffle=False)
-    step = callbacks[0].step
+                  initial_epoch=start_step // every, callbacks=callbacks,
+                  verbose=fit_verbosity(verbose), shuffle=False)
+    step, state = checkpoints.step, checkpoints.state
     finished = step >= config.steps
     if finished:
         save_model(model, run.final_path)
-        state = run.read_state()
         state["finished"] = True
         run.write_state(state)
         log(f"finished at step {step}: {run.final_path}")
     else:
         log(f"stopped at step {step}; continue with --resume")
-    best = run.read_state().get("best")
+    best = state.get("best")
     if best:
         log(f"best on validation: {best['best_overall_psnr']:.3f} dB best-overall PSNR at step "
             f"{best['step']} ({run.best_path})")

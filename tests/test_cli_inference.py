@@ -8,13 +8,14 @@ import pytest
 from PIL import Image
 
 import keras_mhdeblur
+from helpers import TINY_NAFNET
 from keras_mhdeblur.cli import main
 from keras_mhdeblur.data import iter_evaluation_pairs, read_image, write_synthetic_set
 from keras_mhdeblur.evaluation import MultiHeadEvaluation, to_uint8
 from keras_mhdeblur.inference import restore
 from keras_mhdeblur.saving import load_model, save_model
 
-TINY = dict(width=8, enc_blocks=(1, 1), middle_blocks=1, dec_blocks=(1, 1))
+TINY = TINY_NAFNET
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""`mhdeblur make-synthetic` end to end through `keras_mhdeblur.cli.main`."""
+"""`mhdeblur make-synthetic` (keras_mhdeblur.commands.make_synthetic) end to end through
+`keras_mhdeblur.cli.main`."""
 
 import json
 
@@ -49,9 +50,20 @@ def test_make_synthetic_from_a_source_folder_and_bad_sources(tmp_path, capsys):
     assert "no images found" in capsys.readouterr().err
 
 
-def test_make_synthetic_rejects_bad_arguments(capsys):
-    for flags in (["--count", "0"], ["--count", "2", "--size", "axb"], ["--count", "2", "--label", "first"]):
+def test_make_synthetic_rejects_bad_arguments(tmp_path, capsys):
+    cases = [(["--count", "0"], "--count"),
+             (["--count", "2", "--size", "axb"], "expected HEIGHTxWIDTH"),
+             (["--count", "2", "--label", "first"], "invalid choice")]
+    for flags, message in cases:
         with pytest.raises(SystemExit) as raised:
-            main(["make-synthetic", "out", *flags])
+            main(["make-synthetic", str(tmp_path / "out"), *flags])
         assert raised.value.code == 2
-    assert "size must look like" in capsys.readouterr().err
+        assert message in capsys.readouterr().err, flags
+    (tmp_path / "file").write_text("not a folder")
+    cases = [([str(tmp_path / "out"), "--source", str(tmp_path / "missing")], "--source"),
+             ([str(tmp_path / "file")], "OUT_DIR")]
+    for argv, message in cases:
+        assert main(["make-synthetic", *argv, "--count", "2"]) == 1
+        error = capsys.readouterr().err
+        assert error.startswith("mhdeblur make-synthetic: error:") and message in error, argv
+    assert not (tmp_path / "out").exists()

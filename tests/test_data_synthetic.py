@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from keras_mhdeblur.data import (BlurSettings, BuiltinSource, DataError, FolderSource, SyntheticPairs,
-                                 dead_leaves_image, linear_to_srgb, make_synthetic_set, random_camera_trajectory,
+                                 SyntheticPyDataset, dead_leaves_image, synthetic_dataset, linear_to_srgb, make_synthetic_set, random_camera_trajectory,
                                  srgb_to_linear, synthesize_blur)
 from keras_mhdeblur.data import sources
 
@@ -99,12 +99,12 @@ def test_noise_and_jpeg_change_only_the_blurry_image(small_source):
 
 def test_tf_dataset_and_py_dataset_give_stream_batches(small_source):
     stream = SyntheticPairs((16, 16), seed=0, source=small_source, num_subframes=3)
-    blurry, sharp = next(iter(stream.tf_dataset(batch_size=2, num_parallel_calls=2)))
+    blurry, sharp = next(iter(synthetic_dataset(stream, batch_size=2, num_parallel_calls=2)))
     assert blurry.shape == sharp.shape == (2, 16, 16, 3)
     np.testing.assert_array_equal(blurry.numpy()[1], stream.pair(1).blurry)
-    finite = list(stream.tf_dataset(batch_size=2, start_index=3, count=3))
+    finite = list(synthetic_dataset(stream, batch_size=2, start_index=3, count=3))
     assert [b.shape[0] for b, _ in finite] == [2, 1]
-    dataset = stream.py_dataset(batch_size=2, steps_per_epoch=3)
+    dataset = SyntheticPyDataset(stream, batch_size=2, steps_per_epoch=3)
     assert len(dataset) == 3
     np.testing.assert_array_equal(dataset[2][1][0], stream.pair(4).sharp)
     dataset.on_epoch_end()

@@ -1,4 +1,4 @@
-"""The official metric code (METHOD 6.1) against hand-computed values."""
+"""The official metric code (docs/method.md, "Metrics") against hand-computed values."""
 
 import math
 

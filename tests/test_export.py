@@ -1,23 +1,29 @@
 """SavedModel and TFLite export: every mode converts and verifies, and the files behave like the
 Keras model in the interpreter (sizes, heads, layouts, uint8 I/O, TLC), and bad input fails
-clearly. A tiny NAFNetMH (width 8, two levels, K=2 combined: K'=3) keeps it fast."""
+clearly, through the library, `mhdeblur export` and the tools/ wrappers. A tiny NAFNetMH (width
+8, two levels, K=2 combined: K'=3) keeps it fast."""
 
 import importlib.util
+import os
+import stat
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, TINY_NAFNET
 import keras_mhdeblur
 from keras_mhdeblur import NAFNetMH, export
+from keras_mhdeblur.cli import main
 from keras_mhdeblur.models.surgery import with_tlc
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                                 reason="export needs the TensorFlow backend")
 
-TINY = dict(heads=2, combine_heads=True, width=8, enc_blocks=(1, 1), dec_blocks=(1, 1))
+TINY = dict(heads=2, combine_heads=True, **TINY_NAFNET)
 
 
 def load_tool(name):
@@ -105,7 +111,7 @@ def test_selected_head_and_index(model, tmp_path):
     result = export.export_tflite(selected, tmp_path / "selected.tflite", input_size=(32, 48))
     assert result.output_shape == (1, 32, 48, 3)  # the selected head is the default
     np.testing.assert_allclose(run(result.path, image), expected[:, 1], atol=2e-4)
-    result = export.export_tflite(model, tmp_path / "index.tflite", heads="2",
+    result = export.export_tflite(model, tmp_path / "index.tflite", output="2",
                                   input_size=(32, 48))
     np.testing.assert_allclose(run(result.path, image), expected[:, 2], atol=2e-4)
 
@@ -142,21 +148,73 @@ def test_tlc_needs_a_fixed_size_and_matches_keras(model, tmp_path):
     np.testing.assert_allclose(run(result.path, image), keras_output(tlc_model, image), atol=2e-4)
 
 
-def test_saved_model_reloads_with_the_same_outputs(model, model_file, tmp_path):
+def test_saved_model_reloads_with_the_same_outputs(model, model_file, tmp_path, capsys):
     import tensorflow as tf
 
-    tool = load_tool("export_savedmodel")
     out = tmp_path / "saved"
-    assert tool.main([str(model_file), str(out)]) == 0
+    assert main(["export", str(model_file), str(out)]) == 0  # OUT is no .tflite: a SavedModel
     serve = tf.saved_model.load(str(out)).signatures["serving_default"]
     rng = np.random.default_rng(6)
     for size in ((32, 48), (40, 24)):
         image = rng.random((2, *size, 3), dtype=np.float32)
         actual = serve(image=tf.constant(image))["output"].numpy()
         np.testing.assert_allclose(actual, keras_output(model, image), atol=1e-5)
+    tool = load_tool("export_savedmodel")
     assert tool.main([str(model_file), str(out)]) == 1  # exists, no --overwrite
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
     assert tool.main([str(model_file), str(out), "--overwrite"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["saved"]  # no temporary left
+
+
+def test_mhdeblur_export_writes_a_tflite_file_with_normal_permissions(model, model_file,
+                                                                       tmp_path, capsys):
+    out = tmp_path / "one.tflite"
+    umask = os.umask(0o022)
+    try:  # --heads: the old name of --output, still accepted
+        assert main(["export", str(model_file), str(out), "--heads", "1",
+                     "--input-size", "32x48"]) == 0
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644  # not the temporary file's private 0o600
+    assert "verified in" in capsys.readouterr().out
+    image = np.random.default_rng(7).random((1, 32, 48, 3), dtype=np.float32)
+    np.testing.assert_allclose(run(out, image), keras_output(model, image)[:, 1], atol=2e-4)
+    before = out.read_bytes()
+    assert main(["export", str(model_file), str(out)]) == 1
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    strict = tmp_path / "strict.tflite"  # a tolerance no file meets: verification fails
+    assert main(["export", str(model_file), str(strict), "--input-size", "32x48",
+                 "--min-psnr", "1000"]) == 1
+    assert "disagrees with Keras" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.tflite"]  # nothing else written
+
+
+def test_mhdeblur_export_rejects_bad_flags_before_any_work(model, model_file, tmp_path, capsys):
+    out = tmp_path / "m.tflite"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", str(model_file), str(out), "--input-size", "12by4"])
+    assert exit_info.value.code == 2 and "--input-size" in capsys.readouterr().err
+    assert main(["export", str(model_file), str(tmp_path / "saved"), "--quantize", "int8"]) == 1
+    assert "--quantize: only for TFLite files" in capsys.readouterr().err
+    assert main(["export", str(model_file), str(out), "--output", "all+auto"]) == 1
+    assert "not both" in capsys.readouterr().err
+    with pytest.raises(export.ExportError, match="--input-size: expected HEIGHTxWIDTH"):
+        export.export_tflite(model, out, input_size="12by4")
+    with pytest.raises(export.ExportError, match="--representative: .*not a folder"):
+        export.export_tflite(model, out, quantize="int8", representative=tmp_path / "nothing")
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_tools_are_the_command_with_the_format_fixed():
+    from keras_mhdeblur.commands import export as command
+
+    assert command.QUANTIZATIONS == export.QUANTIZATIONS and command.LAYOUTS == export.LAYOUTS
+    for name in ("export_tflite", "export_savedmodel"):
+        done = subprocess.run([sys.executable, str(REPO_ROOT / "tools" / f"{name}.py"), "--help"],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and "--overwrite" in done.stdout, done.stderr
+        assert ("--quantize" in done.stdout) == (name == "export_tflite")
 
 
 def test_bad_input_fails_clearly(model_file, dynamic_float32, tmp_path, capsys):
@@ -167,10 +225,10 @@ def test_bad_input_fails_clearly(model_file, dynamic_float32, tmp_path, capsys):
     cases = [
         ([str(tmp_path / "missing.keras"), out], "no such model file"),
         ([str(text), out], "not a model file"),
-        ([str(model_file), out, "--input-size", "12by4"], "expected a size as HEIGHTxWIDTH"),
         ([str(model_file), str(dynamic_float32)], "already exists; pass --overwrite"),
-        ([str(model_file), out, "--heads", "7"], "has 3 outputs"),
-        ([str(model_file), out, "--heads", "selected"], "no selected output"),
+        ([str(model_file), out, "--output", "7"], "has 3 outputs"),
+        ([str(model_file), out, "--output", "selected"], "no selected output"),
+        ([str(model_file), str(tmp_path)], "exists and is a folder"),
     ]
     for argv, message in cases:
         assert tool.main(argv) == 1, argv
@@ -185,9 +243,10 @@ def test_bad_input_fails_clearly(model_file, dynamic_float32, tmp_path, capsys):
     ("hinet", lambda: keras_mhdeblur.HINetMH(heads=2, width=8, depth=3, hin_position_left=1,
                                              hin_position_right=2)),
     ("mprnet", lambda: keras_mhdeblur.MPRNetMH(heads=2, width=8, unet_growth=8, orsnet_growth=8,
-                                               num_cab=1)),
-    ("restormer", lambda: keras_mhdeblur.RestormerMH(heads=2, dim=8, num_blocks=(1, 1, 1, 1),
-                                                     num_refinement_blocks=1,
+                                               orb_blocks=1)),
+    ("restormer", lambda: keras_mhdeblur.RestormerMH(heads=2, width=8, enc_blocks=(1, 1, 1),
+                                                     middle_blocks=1, dec_blocks=(1, 1, 1),
+                                                     refinement_blocks=1,
                                                      attention_heads=(1, 2, 2, 4))),
 ])
 def test_every_backbone_exports_and_verifies(name, build, tmp_path):

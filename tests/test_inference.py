@@ -12,9 +12,9 @@ from keras_mhdeblur.inference import (_edge_weights, predictor, pick_outputs, re
                                       spread_map, tile_starts)
 from keras_mhdeblur.visualize import colormap, contact_sheet
 
-from helpers import run_python
+from helpers import TINY_NAFNET, run_python
 
-TINY = dict(width=8, enc_blocks=(1, 1), middle_blocks=1, dec_blocks=(1, 1))
+TINY = TINY_NAFNET
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,9 @@
 import keras
 import numpy as np
 import pytest
+from helpers import TINY_NAFNET_ONE_LEVEL, blurred_pairs
 
 import keras_mhdeblur
-
-TINY = dict(width=8, enc_blocks=(1,), middle_blocks=1, dec_blocks=(1,))
 
 
 @pytest.fixture
@@ -20,10 +19,8 @@ def policy():
 
 def _train(epochs=15):
     keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
-    sharp = rng.uniform(0.2, 0.8, size=(8, 16, 16, 3)).astype("float32")
-    blurry = (sharp + np.roll(sharp, 1, axis=2)) / 2
-    model = keras_mhdeblur.NAFNetMH(heads=2, **TINY)
+    blurry, sharp = blurred_pairs()
+    model = keras_mhdeblur.NAFNetMH(heads=2, **TINY_NAFNET_ONE_LEVEL)
     model.compile(optimizer=keras.optimizers.Adam(2e-3))
     history = model.fit(blurry, sharp, batch_size=4, epochs=epochs, verbose=0).history
     return model, history["loss"], model.predict(blurry, verbose=0)

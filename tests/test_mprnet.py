@@ -1,16 +1,21 @@
-"""MPRNet / MHMPRNet: parity with the official code, sizes, output formats, saving, training,
-and MPRNet's multi-head loss (Charbonnier + 0.05 edge, min over heads per stage)."""
+"""MPRNet / MHMPRNet: the common backbone checks, parity with the official code, the official
+parameter counts, the shared PReLU, bilinear resampling, configs saved under the old argument
+names, and MPRNet's multi-head loss (Charbonnier + 0.05 edge, min over heads per stage)."""
 
 import numpy as np
 import pytest
-from helpers import (assert_keras_round_trip, fixture_parity_error, random_images,
-                     short_fit_losses)
+from helpers import TINY_MPRNET, fixture_parity_error, random_images, run_backbone_test
 
 import keras_mhdeblur
 from keras_mhdeblur.layers import downsample_2x, upsample_2x
 from keras_mhdeblur.losses import charbonnier_error, edge_error, mprnet_error
 
-TINY = dict(width=8, unet_growth=4, orsnet_growth=4, num_cab=1)
+
+# JAX runs in a fresh process (40-80 s here), so it is in the slow set (pytest -m slow).
+@pytest.mark.parametrize("backend", ["tensorflow", pytest.param("jax", marks=pytest.mark.slow)])
+def test_backbone(backend, tmp_path):
+    run_backbone_test(keras_mhdeblur.MPRNetMH, keras_mhdeblur.MPRNet, TINY_MPRNET, tmp_path,
+                      backend=backend, fixture="mprnet_mh_f8_k4_comb")
 
 
 def test_fixture_parity_every_stage():
@@ -20,20 +25,20 @@ def test_fixture_parity_every_stage():
     assert max(errors.values()) <= 1e-4, errors
 
 
-def test_default_parameter_counts_match_method_7():
+def test_default_parameter_counts_match_the_paper():
     assert keras_mhdeblur.MPRNet().count_params() == 20_127_073
     assert keras_mhdeblur.build_model("mprnet", heads=4).count_params() == 20_140_897
 
 
 def test_one_prelu_parameter_shared_by_every_cab():
-    model = keras_mhdeblur.MPRNetMH(heads=2, **TINY)
+    model = keras_mhdeblur.MPRNetMH(heads=2, **TINY_MPRNET)
     alphas = [v for v in model.weights if v.path.endswith("alpha")]
     assert len(alphas) == 1 and np.isclose(float(alphas[0].numpy().item()), 0.25)
     mapping = keras_mhdeblur.convert.official_parameter_map(model)
     shared = [name for name, (variable, *_) in mapping.items() if variable is alphas[0]]
     # Every CAB's official "body.1.weight" is that one variable: 3 shallow-feature CABs,
-    # num_cab per ORB (3 ORBs), 6 per encoder and 8 per decoder (2 stages).
-    assert len(shared) == 3 + 3 * TINY["num_cab"] + 2 * (6 + 8)
+    # orb_blocks per ORB (3 ORBs), 6 per encoder and 8 per decoder (2 stages).
+    assert len(shared) == 3 + 3 * TINY_MPRNET["orb_blocks"] + 2 * (6 + 8)
     assert all(name.endswith(".body.1.weight") for name in shared)
 
 
@@ -54,32 +59,21 @@ def test_bilinear_resampling_matches_pytorch_formulas():
     np.testing.assert_allclose(np.asarray(upsample_2x(x)), expected, atol=1e-6)
 
 
-def test_output_formats_on_odd_sizes():
-    image = random_images((2, 37, 51, 3))
-    model = keras_mhdeblur.MPRNetMH(heads=3, combine_heads=True, **TINY)
-    outputs = model(image)
-    assert isinstance(outputs, list)
-    assert [tuple(o.shape) for o in outputs] == [(2, 6, 37, 51, 3)] * 3
-    as_dict = keras_mhdeblur.MPRNetMH(heads=2, combine_heads=False, output_format="dict", **TINY)
-    outputs = as_dict(image)
-    assert sorted(outputs) == ["stage1", "stage2", "stage3"]
-    assert as_dict.final_stage == "stage3"
-    single = keras_mhdeblur.MPRNet(**TINY)
-    assert [tuple(o.shape) for o in single(image)] == [(2, 37, 51, 3)] * 3
-
-
 def test_official_classes_and_errors():
     model = keras_mhdeblur.from_official_config("MPRNet", n_feat=8, scale_unetfeats=4,
                                                 scale_orsnetfeats=4, num_cab=1)
-    assert type(model) is keras_mhdeblur.MPRNet and model.width == 8
+    assert (type(model), model.width, model.unet_growth, model.orsnet_growth,
+            model.orb_blocks) == (keras_mhdeblur.MPRNet, 8, 4, 4, 1)
     with pytest.raises(ValueError, match="RGB"):
         keras_mhdeblur.from_official_config("MHMPRNet", out_c=1, n_feat=8)
 
 
-def test_keras_round_trip(tmp_path):
-    model = keras_mhdeblur.MPRNetMH(heads=2, combine_heads=True, selected_output=2, **TINY)
-    loaded = assert_keras_round_trip(model, random_images((1, 24, 16, 3)), tmp_path)
-    assert (loaded.selected_output, loaded.unet_growth, loaded.num_cab) == (2, 4, 1)
+def test_configs_saved_under_the_old_argument_names_load():
+    """`.keras` files from before the rename of num_cab (now orb_blocks) still load."""
+    model = keras_mhdeblur.MPRNetMH(heads=2, **TINY_MPRNET)
+    config = model.get_config()
+    old = {key: value for key, value in config.items() if key != "orb_blocks"}
+    assert keras_mhdeblur.MPRNetMH.from_config({**old, "num_cab": 1}).get_config() == config
 
 
 def _numpy_laplacian(x):
@@ -119,7 +113,7 @@ def test_edge_term_vanishes_when_prediction_equals_target():
 
 
 def test_loss_takes_its_own_winner_in_every_stage():
-    model = keras_mhdeblur.MPRNetMH(heads=3, combine_heads=False, **TINY)
+    model = keras_mhdeblur.MPRNetMH(heads=3, combine_heads=False, **TINY_MPRNET)
     gt = np.full((1, 16, 16, 3), 0.5, "float32")
     noise = random_images((1, 16, 16, 3), 3) - 0.5
     scales = [[0.1, 0.5, 0.9], [0.9, 0.1, 0.5], [0.5, 0.9, 0.1]]  # winners 0, 1, 2
@@ -133,23 +127,3 @@ def test_loss_takes_its_own_winner_in_every_stage():
     np.testing.assert_allclose(
         per_stage[0], np.asarray(charbonnier_error(gt, stages[0]) + 0.05 * edge_error(
             gt, stages[0]))[0], rtol=1e-6)
-
-
-FIT = """
-import keras, numpy as np, keras_mhdeblur
-keras.utils.set_random_seed(0)
-model = keras_mhdeblur.MPRNetMH(heads=2, width=4, unet_growth=4, orsnet_growth=4, num_cab=1,
-                                reduction=2)
-model.compile(optimizer=keras.optimizers.Adam(1e-3))
-assert model.restoration_loss.base == "mprnet"
-x = np.random.default_rng(0).uniform(size=(2, 16, 16, 3)).astype("float32")
-history = model.fit(x, 0.5 * x + 0.25, batch_size=2, epochs=8, verbose=0)
-losses = history.history["loss"]
-"""
-
-
-# JAX runs in a fresh process (20-45 s here), so it is in the slow set (pytest -m slow).
-@pytest.mark.parametrize("backend", ["tensorflow", pytest.param("jax", marks=pytest.mark.slow)])
-def test_short_fit_lowers_the_loss(backend):
-    first, last = short_fit_losses(FIT, backend)
-    assert last < 0.9 * first, (first, last)

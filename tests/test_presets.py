@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import keras_mhdeblur
-from helpers import random_images, run_python
+from helpers import TINY_NAFNET_ONE_LEVEL, random_images, run_python
 from keras_mhdeblur.cli import main
 from keras_mhdeblur.data.sources import bundled_blurry_photo_paths
 from keras_mhdeblur.inference import restore
@@ -17,7 +17,7 @@ from keras_mhdeblur.presets import (PresetError, from_preset, held_out_pairs, li
 from keras_mhdeblur.presets.measure import held_out_figures
 from keras_mhdeblur.saving import ModelFileError, load_model
 
-TINY = dict(width=8, enc_blocks=(1,), middle_blocks=1, dec_blocks=(1,))
+TINY = TINY_NAFNET_ONE_LEVEL
 
 
 @pytest.fixture(scope="module")

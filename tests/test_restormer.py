@@ -1,19 +1,22 @@
-"""Restormer / MHRestormer: parity with the official code, sizes, shapes, saving, training."""
+"""Restormer / MHRestormer: the common backbone checks, parity with the official code,
+single-head weights, the official parameter counts and block counts, the BiasFree norm, and
+configs saved under the old argument names."""
 
 import keras
 import numpy as np
 import pytest
-from helpers import (assert_keras_round_trip, fixture_parity_error, load_fixture,
-                     short_fit_losses)
+from helpers import (TINY_RESTORMER, assert_keras_round_trip, fixture_parity_error,
+                     load_fixture, random_images, run_backbone_test)
 
 import keras_mhdeblur
 from keras_mhdeblur.models.restormer import BiasFreeLayerNorm
 
-TINY = dict(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, attention_heads=(1, 2, 2, 4))
 
-
-def _images(shape, seed=0):
-    return np.random.default_rng(seed).uniform(0, 1, shape).astype("float32")
+# JAX runs in a fresh process (40-80 s here), so it is in the slow set (pytest -m slow).
+@pytest.mark.parametrize("backend", ["tensorflow", pytest.param("jax", marks=pytest.mark.slow)])
+def test_backbone(backend, tmp_path):
+    run_backbone_test(keras_mhdeblur.RestormerMH, keras_mhdeblur.Restormer, TINY_RESTORMER,
+                      tmp_path, backend=backend, fixture="restormer_mh_d8_k4_comb")
 
 
 def test_fixture_parity():
@@ -37,27 +40,25 @@ def test_single_head_weights_seed_the_multi_head_model():
                                keras.ops.convert_to_numpy(single(inputs)), atol=1e-6)
 
 
-def test_default_parameter_counts_match_method_7():
+def test_default_parameter_counts_match_the_paper():
     assert keras_mhdeblur.Restormer().count_params() == 26_126_644
     assert keras_mhdeblur.build_model("restormer", heads=4).count_params() == 26_134_420
 
 
-@pytest.mark.parametrize("model_kwargs, expected", [
-    (dict(heads=4, combine_heads=True), (2, 10, 37, 51, 3)),
-    (dict(heads=2, combine_heads=False), (2, 2, 37, 51, 3)),
-])
-def test_multi_head_output_shape_odd_size(model_kwargs, expected):
-    model = keras_mhdeblur.RestormerMH(**model_kwargs, **TINY)
-    assert tuple(model(_images((2, 37, 51, 3))).shape) == expected
-
-
-def test_single_head_output_shape_odd_size():
-    model = keras_mhdeblur.Restormer(**TINY)
-    assert tuple(model(_images((1, 37, 51, 3))).shape) == (1, 37, 51, 3)
+def test_official_block_counts_map_onto_levels():
+    """The official num_blocks (4, 6, 6, 8): encoders 4, 6, 6, latent 8, decoders mirrored."""
+    model = keras_mhdeblur.from_official_config(
+        "Restormer", dim=8, num_blocks=[2, 1, 1, 3], num_refinement_blocks=2, heads=[1, 2, 2, 4],
+        bias=True)
+    assert (model.width, model.enc_blocks, model.middle_blocks, model.dec_blocks,
+            model.refinement_blocks, model.use_bias) == (8, (2, 1, 1), 3, (1, 1, 2), 2, True)
+    assert [len(getattr(model, name)) for name in (
+        "encoder_level1", "encoder_level2", "encoder_level3", "latent", "decoder_level3",
+        "decoder_level2", "decoder_level1", "refinement")] == [2, 1, 1, 3, 1, 1, 2, 2]
 
 
 def test_bias_free_layer_norm_keeps_the_mean():
-    x = _images((2, 5, 7, 6)) * 3 - 1
+    x = random_images((2, 5, 7, 6)) * 3 - 1
     layer = BiasFreeLayerNorm()
     layer.build(x.shape)
     layer.weight.assign(np.linspace(0.5, 2.0, 6).astype("float32"))
@@ -66,8 +67,8 @@ def test_bias_free_layer_norm_keeps_the_mean():
 
 
 def test_bias_free_has_no_norm_biases():
-    with_bias = keras_mhdeblur.Restormer(**TINY)
-    bias_free = keras_mhdeblur.Restormer(layer_norm_type="BiasFree", **TINY)
+    with_bias = keras_mhdeblur.Restormer(**TINY_RESTORMER)
+    bias_free = keras_mhdeblur.Restormer(**{**TINY_RESTORMER, "layer_norm_type": "BiasFree"})
     # Two norms per block; block widths: encoders 8, 16, 32, latent 64, decoders 32, 16, 16,
     # refinement 16.
     widths = (8, 16, 32, 64, 32, 16, 16, 16)
@@ -79,33 +80,21 @@ def test_official_builder_rejects_dual_pixel():
         keras_mhdeblur.from_official_config("Restormer", dual_pixel_task=True)
 
 
-def test_keras_round_trip(tmp_path):
-    model = keras_mhdeblur.RestormerMH(heads=2, combine_heads=True, layer_norm_type="BiasFree",
-                                       selected_output=1, **TINY)
-    assert_keras_round_trip(model, _images((1, 24, 40, 3)), tmp_path)
-
-
-FIT = """
-import keras, numpy as np
-import keras_mhdeblur
-keras.utils.set_random_seed(0)
-x = np.random.default_rng(0).uniform(0, 1, (4, 16, 16, 3)).astype("float32")
-y = 0.6 * x + 0.2
-model = keras_mhdeblur.RestormerMH(heads=2, dim=8, num_blocks=(1, 1, 1, 1),
-                                   num_refinement_blocks=1, attention_heads=(1, 2, 2, 4))
-model.compile(optimizer=keras.optimizers.Adam(1e-3))
-losses = model.fit(x, y, batch_size=4, epochs=8, verbose=0).history["loss"]
-"""
-
-
-# JAX runs in a fresh process (20-45 s here), so it is in the slow set (pytest -m slow).
-@pytest.mark.parametrize("backend", ["tensorflow", pytest.param("jax", marks=pytest.mark.slow)])
-def test_short_fit_lowers_the_loss(backend):
-    first, last = short_fit_losses(FIT, backend)
-    assert last < 0.9 * first, (first, last)
-
-
-def test_images_smaller_than_the_padding_still_work():
-    model = keras_mhdeblur.RestormerMH(heads=2, **TINY)
-    out = model(np.random.default_rng(0).uniform(size=(1, 3, 5, 3)).astype("float32"))
-    assert tuple(out.shape) == (1, 3, 3, 5, 3)
+def test_configs_saved_under_the_old_argument_names_load(tmp_path):
+    """`.keras` files from before the renames (dim, num_blocks, num_refinement_blocks, bias)
+    still load: `from_config` translates the old names."""
+    model = keras_mhdeblur.RestormerMH(
+        heads=2, width=8, enc_blocks=(2, 1, 1), middle_blocks=1, dec_blocks=(1, 1, 2),
+        refinement_blocks=1, attention_heads=(1, 2, 2, 4), use_bias=True,
+        layer_norm_type="BiasFree", selected_output=1)
+    assert_keras_round_trip(model, random_images((1, 24, 40, 3)), tmp_path)
+    old = {key: value for key, value in model.get_config().items() if key not in (
+        "width", "enc_blocks", "middle_blocks", "dec_blocks", "refinement_blocks", "use_bias")}
+    old.update(dim=8, num_blocks=[2, 1, 1, 1], num_refinement_blocks=1, bias=True)
+    assert keras_mhdeblur.RestormerMH.from_config(old).get_config() == model.get_config()
+    single = keras_mhdeblur.Restormer.from_config({**old, "heads": 1, "combine_heads": False,
+                                                   "selected_output": None})
+    assert (type(single), single.width, single.dec_blocks) == (
+        keras_mhdeblur.Restormer, 8, (1, 1, 2))
+    with pytest.raises(ValueError, match="renamed"):
+        keras_mhdeblur.RestormerMH.from_config({**model.get_config(), "dim": 8})

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 import keras_mhdeblur
-from helpers import fixture_parity_error, load_fixture, random_images, run_python
+from helpers import TINY_NAFNET_ONE_LEVEL, fixture_parity_error, load_fixture, random_images, run_python
 from keras_mhdeblur.evaluation import evaluate_model, psnr_uint8
 from keras_mhdeblur.data.io import to_uint8
 from keras_mhdeblur.inference import restore
 from keras_mhdeblur.scoring import (OutputScorer, fit_scorer, patch_winners, scorer_loss,
                                     with_output_scorer)
 
-TINY = dict(width=8, enc_blocks=(1,), middle_blocks=1, dec_blocks=(1,))
+TINY = TINY_NAFNET_ONE_LEVEL
 
 
 @pytest.fixture(scope="module")
@@ -144,12 +144,14 @@ def test_models_without_a_branch_fall_back_to_the_selected_output(trained):
 
 
 def test_auto_exports_to_tflite_and_verifies(trained, tmp_path):
-    from keras_mhdeblur.export import export_tflite, resolve_output
+    from keras_mhdeblur.export import export_tflite
+    from keras_mhdeblur.inference import output_choice
 
     model, scored, _, _, _ = trained
-    assert resolve_output(scored, "auto") == "auto"
-    assert resolve_output(model, "auto") == 1  # no branch: the selected output
-    result = export_tflite(scored, tmp_path / "auto.tflite", heads="auto")
+    assert output_choice(scored, None) == "auto"  # what an export writes by default
+    assert output_choice(scored, "auto") == "auto"
+    assert output_choice(model, "auto") == 1  # no branch: the selected output
+    result = export_tflite(scored, tmp_path / "auto.tflite", output="auto")
     assert result.path.exists()  # export_tflite raises if the interpreter disagrees
 
 

@@ -6,16 +6,9 @@ import numpy as np
 import pytest
 
 import keras_mhdeblur
-from helpers import run_python
+from helpers import TINY_NAFNET_ONE_LEVEL, blurred_pairs, run_python
 
-TINY = dict(width=8, enc_blocks=(1,), middle_blocks=1, dec_blocks=(1,))
-
-
-def _pairs(count=8, size=16, seed=0):
-    rng = np.random.default_rng(seed)
-    sharp = rng.uniform(0.2, 0.8, size=(count, size, size, 3)).astype("float32")
-    blurry = (sharp + np.roll(sharp, 1, axis=2)) / 2
-    return blurry, sharp
+TINY = TINY_NAFNET_ONE_LEVEL
 
 
 @pytest.mark.parametrize("jit_compile", [False, True])
@@ -23,7 +16,7 @@ def test_fit_lowers_the_default_loss_on_tensorflow(jit_compile):
     keras.utils.set_random_seed(0)
     model = keras_mhdeblur.NAFNetMH(heads=2, **TINY)
     model.compile(optimizer=keras.optimizers.Adam(2e-3), jit_compile=jit_compile)
-    blurry, sharp = _pairs()
+    blurry, sharp = blurred_pairs()
     history = model.fit(blurry, sharp, batch_size=4, epochs=12, verbose=0).history
     assert history["loss"][-1] < history["loss"][0] - 0.5
     assert set(history) >= {"psnr_best", "psnr_0", "psnr_2", "win_0", "win_2"}

@@ -8,18 +8,12 @@ import numpy as np
 import pytest
 
 import keras_mhdeblur
-from helpers import run_python
+from helpers import TINY_NAFNET_ONE_LEVEL, blurred_pairs, run_python
 from keras_mhdeblur.cli import main
 from keras_mhdeblur.losses import MinOverHeads
 from keras_mhdeblur.saving import load_model
 
-TINY = dict(width=8, enc_blocks=(1,), middle_blocks=1, dec_blocks=(1,))
-
-
-def _pairs(count=8, size=16, seed=0):
-    rng = np.random.default_rng(seed)
-    sharp = rng.uniform(0.2, 0.8, size=(count, size, size, 3)).astype("float32")
-    return (sharp + np.roll(sharp, 1, axis=2)) / 2, sharp
+TINY = TINY_NAFNET_ONE_LEVEL
 
 
 def test_annealing_step_follows_the_optimiser_and_survives_save_and_load(tmp_path):
@@ -29,7 +23,7 @@ def test_annealing_step_follows_the_optimiser_and_survives_save_and_load(tmp_pat
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
                   loss=MinOverHeads("psnr", temperature=2.0, anneal_steps=6))
     assert len(model.weights) == official_weights + 1  # the step, added by compile only
-    blurry, sharp = _pairs()
+    blurry, sharp = blurred_pairs()
     model.fit(blurry, sharp, batch_size=4, epochs=2, verbose=0)
     assert int(keras.ops.convert_to_numpy(model.loss_step)) == 4
     model.evaluate(blurry, sharp, batch_size=4, verbose=0)  # evaluation does not count
@@ -56,7 +50,7 @@ def test_every_stage_and_mixed_precision_train_with_the_options():
         keras.config.set_dtype_policy(previous)
     loss = MinOverHeads("psnr", weight=0.5, relaxation=0.1)
     model.compile(optimizer=keras.optimizers.Adam(2e-3), loss=loss)
-    blurry, sharp = _pairs()
+    blurry, sharp = blurred_pairs()
     history = model.fit(blurry, sharp, batch_size=4, epochs=8, verbose=0).history["loss"]
     assert np.isfinite(history).all() and history[-1] < history[0]
     # both stages contribute: the loss is the sum of the relaxed loss of each

@@ -70,12 +70,12 @@ def load_inference_model(args):
     return inference_model(load_model(args.model, compile=False), args)
 
 
-def find_pair_set(data, split=None, limit=None):
+def find_pair_set(data, split=None, limit=None, allow_unpaired=False):
     """`find_pairs(data, split)` (first `limit` pairs), with a hint to the flag on split errors."""
     from keras_mhdeblur.data import DataError, find_pairs
 
     try:
-        pairs = find_pairs(data, split=split)
+        pairs = find_pairs(data, split=split, allow_unpaired=allow_unpaired)
     except DataError as error:
         if "split" in str(error) and split is None:
             raise DataError(f"{error} (flag: --split)") from None

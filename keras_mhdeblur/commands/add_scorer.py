@@ -71,5 +71,5 @@ def add_scorer_command(args):
           f"({scored.output_scorer.count_params():,} parameters, backbone frozen)")
     fit_scorer(scored, training_data(config), args.steps, objective=args.objective, verbose=2)
     destination = save_model(scored, out)
-    print(f"wrote {destination}: use --output auto (deblur) or --heads auto (export)")
+    print(f"wrote {destination}: use --output auto (deblur and export)")
     return 0

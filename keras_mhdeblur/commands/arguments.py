@@ -31,6 +31,9 @@ def add_scoring_arguments(parser, model_help, data_help):
     parser.add_argument("--data", required=True, metavar="DIR", help=data_help)
     parser.add_argument("--split", help="split of --data, e.g. test (GoPro)")
     parser.add_argument("--limit", type=positive_int, metavar="N", help="only the first N pairs")
+    parser.add_argument("--allow-unpaired", action="store_true",
+                        help="skip images that have no partner (with a warning) instead of "
+                        "stopping with the list of them")
     add_inference_arguments(parser)
 
 
@@ -43,4 +46,4 @@ def add_inference_arguments(parser):
                         help="pixels shared by neighbouring tiles (default 32)")
     parser.add_argument("--tlc", type=image_size, default=None, metavar="HxW",
                         help="NAFNet only: test-time local pooling (TLC) for this training crop "
-                        "size, e.g. 256x256 (METHOD 6.3)")
+                        "size, e.g. 256x256 (docs/method.md, 'TLC')")

@@ -8,9 +8,9 @@ def register(subparsers):
     parser = subparsers.add_parser(
         "evaluate", help="PSNR/SSIM per output, best overall, worst, best single head",
         description="Score every output of MODEL on the pairs in --data exactly as the official "
-        "code does (8-bit rounding, PSNR over RGB, NAFNet's 3-D SSIM; METHOD 6.1) and print a "
-        "table: per output, best overall (per image the best output: an oracle), worst, and the "
-        "best single head (one fixed output index).")
+        "code does (8-bit rounding, PSNR over RGB, NAFNet's 3-D SSIM; docs/method.md, 'Metrics') "
+        "and print a table: per output, best overall (per image the best output: an oracle), "
+        "worst, and the best single head (one fixed output index).")
     add_scoring_arguments(parser, ".keras model file", "paired images")
     parser.add_argument("--json", metavar="OUT.json", help="also write the results as JSON")
     parser.add_argument("--no-ssim", dest="ssim", action="store_false",
@@ -25,7 +25,7 @@ def evaluate_command(args):
     from keras_mhdeblur.utils.files import write_json
 
     model = load_inference_model(args)
-    pairs = find_pair_set(args.data, args.split, args.limit)
+    pairs = find_pair_set(args.data, args.split, args.limit, args.allow_unpaired)
     evaluation = evaluate_model(model, iter_evaluation_pairs(pairs, verify=False),
                                 tile=args.tile, overlap=args.overlap, compute_ssim=args.ssim,
                                 total=len(pairs), progress=True)

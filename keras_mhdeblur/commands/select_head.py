@@ -30,7 +30,7 @@ def select_head_command(args):
     if model.single_output or model.num_outputs == 1:
         raise CommandError(f"{args.model}: single-output model; there is no head to select")
     scorer = inference_model(model, args)
-    pairs = find_pair_set(args.data, args.split, args.limit)
+    pairs = find_pair_set(args.data, args.split, args.limit, args.allow_unpaired)
     summary = select_best_head(scorer, iter_evaluation_pairs(pairs, verify=False), tile=args.tile,
                             overlap=args.overlap, total=len(pairs), progress=True)
     print(format_summary(summary, f"{args.model} on {pairs.root}"))

@@ -159,8 +159,10 @@ def resolve(args):
     if options["out"] is None:
         raise CommandError("--out RUN_DIR is required")
     values = {}
-    if options["resume"]:
-        values = RunDirectory(options["out"]).read_config()
+    run = RunDirectory(options["out"])
+    if options["resume"] and (run.holds_run() or not run.config_path.exists()):
+        # (a folder whose start failed before a checkpoint is started afresh: `train`)
+        values = run.read_config()
     requested = {**file_values, **flags}
     overrides = {**values.get("overrides", {}), **file_values.get("overrides", {}),
                  **flags.get("overrides", {})}

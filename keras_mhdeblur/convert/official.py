@@ -9,6 +9,7 @@ from pathlib import Path
 
 from keras_mhdeblur.models import (HINet, HINetMH, MPRNet, MPRNetMH, NAFNet, NAFNetMH, Restormer,
                                    RestormerMH)
+from keras_mhdeblur.models.restormer import official_block_counts
 
 OFFICIAL_BUILDERS = {}
 
@@ -79,11 +80,12 @@ def _build_restormer(official_class, **kwargs):
         raise ValueError(f"{official_class}: dual_pixel_task=True (defocus deblurring from dual "
                          "pixels) is not supported; only single-image deblurring is")
     # Official `heads` are the attention heads per level; the output heads are `n_heads`.
-    common = dict(dim=args.get("dim", 48), num_blocks=tuple(args.get("num_blocks", (4, 6, 6, 8))),
-                  num_refinement_blocks=args.get("num_refinement_blocks", 4),
+    common = dict(width=args.get("dim", 48),
+                  **official_block_counts(args.get("num_blocks", (4, 6, 6, 8))),
+                  refinement_blocks=args.get("num_refinement_blocks", 4),
                   attention_heads=tuple(args.get("heads", (1, 2, 4, 8))),
                   ffn_expansion_factor=args.get("ffn_expansion_factor", 2.66),
-                  bias=bool(args.get("bias", False)),
+                  use_bias=bool(args.get("bias", False)),
                   layer_norm_type=args.get("LayerNorm_type", "WithBias"))
     if official_class.startswith("MH"):
         return RestormerMH(heads=int(args.get("n_heads", 4)),
@@ -122,7 +124,7 @@ def _build_mprnet(official_class, **kwargs):
     _check_image_channels(official_class, args.get("out_c", 3))
     common = dict(width=args.get("n_feat", 96), unet_growth=args.get("scale_unetfeats", 48),
                   orsnet_growth=args.get("scale_orsnetfeats", 32),
-                  num_cab=args.get("num_cab", 8), kernel_size=args.get("kernel_size", 3),
+                  orb_blocks=args.get("num_cab", 8), kernel_size=args.get("kernel_size", 3),
                   reduction=args.get("reduction", 4), use_bias=bool(args.get("bias", False)))
     if official_class.startswith("MH"):
         # The official multi-head MPRNet is always trained with K = 4 and combination.

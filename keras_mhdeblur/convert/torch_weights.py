@@ -2,7 +2,7 @@
 
 Our layers carry the official module paths as names ("encoders.0.0.conv1", "sca.1", ...), so the
 official parameter name of every Keras variable is its layer path plus the PyTorch parameter
-name. Layouts are converted per layer type (METHOD 8):
+name. Layouts are converted per layer type (docs/method.md, "Porting notes"):
 
     Conv2d           (O, I, kh, kw) -> Conv2D kernel (kh, kw, I, O)
     depthwise Conv2d (C, 1, kh, kw) -> DepthwiseConv2D kernel (kh, kw, C, 1)
@@ -94,7 +94,8 @@ def clean_state_dict(state_dict):
 
 
 def _expand_single_head(name, array, wanted_shape, converter, heads, perturbation, rng):
-    """A single-head parameter for a K-head model: 3 image channels -> 3K (METHOD 2 layout).
+    """A single-head parameter for a K-head model: 3 image channels -> 3K
+    (docs/method.md, "Multi-head output").
 
     Output-channel axes are replicated per head (head 0 exact, heads 1.. perturbed so the heads
     are not tied); input-channel axes reading all heads' images are replicated and divided by K,

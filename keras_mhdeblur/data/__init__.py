@@ -10,6 +10,7 @@ from keras_mhdeblur.data.io import DataError, ImageInfo, inspect_image, read_ima
 from keras_mhdeblur.data.pipeline import (PairedPyDataset, SyntheticPyDataset, evaluation_dataset,
                                           iter_evaluation_pairs, synthetic_dataset,
                                           training_dataset)
+from keras_mhdeblur.data.samples import folder_crops, synthetic_blurry_images
 from keras_mhdeblur.data.sources import BuiltinSource, FolderSource
 from keras_mhdeblur.data.synthetic import (BlurSettings, SyntheticPair, SyntheticPairs,
                                            linear_to_srgb, make_synthetic_set,

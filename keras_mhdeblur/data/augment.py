@@ -1,4 +1,5 @@
-"""Training augmentation of (blurry, sharp) pairs, the official recipe (METHOD 5 "Data").
+"""Training augmentation of (blurry, sharp) pairs, the official recipe
+(docs/method.md, "Training data").
 
 A random crop at the same place in both images, one of the 8 dihedral states (horizontal flip,
 vertical flip, transpose; uniform) applied to both, and optionally MPRNet's saturation jitter

@@ -250,7 +250,7 @@ def _pair_by_key(blurry, sharp, blurry_folder, allow_unpaired, group=""):
     if unpaired and not allow_unpaired:
         raise DataError(
             f"{blurry_folder.parent}: {len(unpaired)} file(s) have no partner with the same name: "
-            f"{_listing(unpaired)} (pass allow_unpaired=True to skip them)"
+            f"{_listing(unpaired)} (to skip them: allow_unpaired=True, or --allow-unpaired on the command line)"
         )
     prefix = f"{group}/" if group else ""
     pairs = [ImagePair(prefix + blurry[key].relative_to(blurry_folder).as_posix(), blurry[key],

@@ -6,11 +6,14 @@ translation and in-plane rotation, non-uniform speed) gives N sub-frame poses; t
 warped to every pose at once (vectorised bilinear sampling), the sub-frames are averaged in linear
 light (exact sRGB curves undone, then redone), and noise or JPEG re-compression can be added to the
 blurry image. The label is the middle sub-frame (`label="middle"`, GoPro) or a random one
-(`label="random"`, ambiguous labels: where a multi-head model helps most, METHOD 11). The label
-sub-frame is the camera's reference pose, so it is an exact crop of the source.
+(`label="random"`, ambiguous labels: where a multi-head model helps most;
+docs/method.md, "Small-scale runs"). The label sub-frame is the camera's reference pose, so it is
+an exact crop of the source.
 
-`SyntheticPairs` turns a sharp source (`sources.py`) into an endless, seeded stream of pairs for
-training (tf.data or PyDataset); `make_synthetic_set` and `write_synthetic_set` make fixed sets.
+`SyntheticPairs` turns a sharp source (`sources.py`) into an endless, seeded stream of pairs;
+`make_synthetic_set` and `write_synthetic_set` make fixed sets. This module is NumPy and Pillow
+only: `pipeline.py` turns a stream into batches for training (`synthetic_dataset` for tf.data,
+`SyntheticPyDataset` for any backend), so the dependency runs one way, pipeline -> synthetic.
 """
 
 import io
@@ -402,18 +405,6 @@ class SyntheticPairs:
             empty = np.zeros((0, height, width, 3), np.float32)
             return empty, empty.copy()
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
-
-    def tf_dataset(self, batch_size=8, start_index=0, count=None, num_parallel_calls=None):
-        """tf.data batches (blurry, sharp), float32 (B, H, W, 3); endless unless `count` is given."""
-        from keras_mhdeblur.data.pipeline import synthetic_dataset
-
-        return synthetic_dataset(self, batch_size, start_index, count, num_parallel_calls)
-
-    def py_dataset(self, batch_size=8, steps_per_epoch=100, start_index=0, **kwargs):
-        """A `keras.utils.PyDataset` of batches (blurry, sharp), float32 (B, H, W, 3); any backend."""
-        from keras_mhdeblur.data.pipeline import SyntheticPyDataset
-
-        return SyntheticPyDataset(self, batch_size, steps_per_epoch, start_index, **kwargs)
 
 
 def make_synthetic_set(count, size=(256, 256), seed=1, source=None, workers=None, **settings):

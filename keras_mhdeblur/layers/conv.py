@@ -1,5 +1,5 @@
-"""Convolutions initialised like PyTorch's defaults (METHOD 8), so that training from scratch
-starts where the official code starts.
+"""Convolutions initialised like PyTorch's defaults (docs/method.md, "Porting notes"), so that
+training from scratch starts where the official code starts.
 
 PyTorch draws conv weights and biases from U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with
 fan_in = (in_channels / groups) * kh * kw. Keras' glorot/zeros defaults differ, and Keras computes

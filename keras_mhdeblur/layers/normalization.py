@@ -1,4 +1,4 @@
-"""Channel LayerNorm that stays finite in float16 (NAFNet's LayerNorm2d, METHOD 3.1).
+"""Channel LayerNorm that stays finite in float16 (NAFNet's LayerNorm2d; docs/method.md, "NAFNet").
 
 NAFNet's residual stream grows large (hundreds in deep blocks), and a LayerNorm computed in
 float16 overflows there: (x - mean)^2 passes the float16 maximum (65504) once |x - mean| > 256,

@@ -1,4 +1,4 @@
-"""PixelShuffle / PixelUnshuffle in PyTorch's channel order (METHOD 8).
+"""PixelShuffle / PixelUnshuffle in PyTorch's channel order (docs/method.md, "Porting notes").
 
 PyTorch reads input channel `c * r*r + i * r + j` for output pixel offset (i, j) of channel c;
 `depth_to_space` reads `(i * r + j) * C + c`. Keeping PyTorch's order lets official weights load

@@ -1,4 +1,4 @@
-"""Channel-attention pooling: global average, or TLC's local average (METHOD 6.3).
+"""Channel-attention pooling: global average, or TLC's local average (docs/method.md, "TLC").
 
 TLC (test-time local converter) fixes a train/test mismatch: during training on 256 crops the
 global pool sees a 256-pixel window, at test time on 720x1280 it would see the whole image. The
@@ -12,7 +12,8 @@ from keras import ops
 
 
 def tlc_kernel_size(train_size, level, pad_multiple=16):
-    """The local-pool window of a feature map `level` times downsampled by 2 (METHOD 6.3).
+    """The local-pool window of a feature map `level` times downsampled by 2
+    (docs/method.md, "TLC").
 
     Reproduces the official conversion: the dummy forward pass at `train_size` pads to
     `pad_multiple`, the base size is int(1.5 * train_size), and each pool takes

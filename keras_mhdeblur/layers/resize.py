@@ -1,5 +1,6 @@
 """Exact 2x bilinear resampling as PyTorch's `Upsample(..., 'bilinear', align_corners=False)`
-computes it (METHOD 3.4), written with `keras.ops` so that any backend and dynamic shapes work.
+computes it (docs/method.md, "MPRNet"), written with `keras.ops` so that any backend and dynamic
+shapes work.
 
 x0.5 samples at source position 2i + 0.5: the mean of each 2x2 block. x2 samples at
 (i + 0.5) / 2 - 0.5: each output pixel is 3/4 of its nearest input pixel and 1/4 of the next one

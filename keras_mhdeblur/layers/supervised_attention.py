@@ -1,5 +1,5 @@
-"""Supervised attention module (SAM), the link between stages of MPRNet and HINet (METHOD 3.2,
-3.4), in its multi-head form.
+"""Supervised attention module (SAM), the link between stages of MPRNet and HINet
+(docs/method.md, "HINet" and "MPRNet"), in its multi-head form.
 
 SAM predicts the stage's image from the stage's features and uses it to gate those features for
 the next stage. With K heads the image is 3K channels, head-major (RGBRGB...), and the gate

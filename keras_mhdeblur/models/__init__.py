@@ -21,7 +21,9 @@ def build_model(config="nafnet-w32", heads=4, combine_heads=True, **overrides):
     """A model from a named configuration (see `NAMED_CONFIGS`).
 
     `heads=1` gives the single-head official model (output (B, H, W, 3)); any other K the
-    multi-head one. `overrides` replace constructor arguments (e.g. `width=8` for tests).
+    multi-head one. `overrides` replace constructor arguments, named alike in every backbone:
+    `width` (the base channel count, e.g. `width=8` for tests), `use_bias`, and block counts
+    `enc_blocks` / `middle_blocks` / `dec_blocks` where a backbone has them.
     """
     if config not in NAMED_CONFIGS:
         raise ValueError(f"Unknown config {config!r}; expected one of {sorted(NAMED_CONFIGS)}")

@@ -101,6 +101,12 @@ class MultiHeadRestorationModel(keras.Model):
             self.output_scorer.build(image.shape)
         self(image)
 
+    def build(self, input_shape):
+        # Every weight is created by the eager call of `_build_with_dummy_input` (or the first
+        # real call); Keras' default build would trace the whole network symbolically once
+        # more, which doubles the construction time of the larger backbones.
+        super().build(input_shape)
+
     def call(self, image):
         if len(image.shape) != 4 or image.shape[-1] != 3:
             raise ValueError(
@@ -152,7 +158,7 @@ class MultiHeadRestorationModel(keras.Model):
 
     # ---- training ---------------------------------------------------------------------------
     def official_optimizer(self, total_steps=None):
-        """This backbone's official optimiser and schedule (METHOD 5)."""
+        """This backbone's official optimiser and schedule (docs/method.md, "Training recipes")."""
         return optimizers.official_optimizer(self.recipe, total_steps)
 
     def compile(self, optimizer="auto", loss="auto", metrics="auto", **kwargs):

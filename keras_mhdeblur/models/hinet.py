@@ -1,5 +1,5 @@
 """HINet (Chen et al., "HINet: Half Instance Normalization Network for Image Restoration", 2021)
-and its multi-head form (METHOD 3.2).
+and its multi-head form (docs/method.md, "HINet").
 
 Two U-Nets in sequence. Stage 1 restores the image and hands its features to stage 2 through a
 supervised attention module (SAM) and cross-stage feature fusion (CSFF: stage 1's encoder and
@@ -99,7 +99,8 @@ class HINetMH(MultiHeadRestorationModel):
 
     Args:
         heads: K, the number of physical output heads.
-        combine_heads: also output the average of every pair of heads (METHOD 2).
+        combine_heads: also output the average of every pair of heads
+            (docs/method.md, "Head combination").
         width: channels of the first level (official `wf`); level i has width * 2^i.
         depth: U-Net levels (5: 64 ... 1024 channels).
         relu_slope: LeakyReLU negative slope.

@@ -1,5 +1,5 @@
 """MPRNet (Zamir et al., "Multi-Stage Progressive Image Restoration", 2021), deblurring config,
-and its multi-head form (METHOD 3.4).
+and its multi-head form (docs/method.md, "MPRNet").
 
 Three stages, each seeing more of the image: stage 1 runs a U-Net on the four quadrants, stage 2
 on the top and bottom halves, stage 3 (ORSNet, no downsampling) on the whole image. Supervised
@@ -17,6 +17,7 @@ from keras import ops
 from keras_mhdeblur.layers import SupervisedAttention, downsample_2x, torch_conv2d, upsample_2x
 from keras_mhdeblur.losses import MinOverHeads
 from keras_mhdeblur.models.base import MultiHeadRestorationModel, SingleHead
+from keras_mhdeblur.models.blocks import renamed_arguments, run_blocks
 
 
 class _Block(keras.layers.Layer):
@@ -56,12 +57,6 @@ class CAB(_Block):
 
     def call(self, x):
         return x + self.attention(self.conv_b(self.act(self.conv_a(x))))
-
-
-def _run(blocks, x):
-    for block in blocks:
-        x = block(x)
-    return x
 
 
 class DownSample(_Block):
@@ -115,7 +110,7 @@ class Encoder(_Block):
         for level, blocks in enumerate(self.levels):
             if level:
                 x = self.downs[level - 1](x)
-            x = _run(blocks, x)
+            x = run_blocks(blocks, x)
             if encoder_outs is not None and decoder_outs is not None:
                 x = (x + self.csff_enc[level](encoder_outs[level])
                      + self.csff_dec[level](decoder_outs[level]))
@@ -139,27 +134,27 @@ class Decoder(_Block):
                     UpSample(widths[1], growth, name="up32")]
 
     def call(self, encoder_outs):
-        x = _run(self.levels[2], encoder_outs[2])
+        x = run_blocks(self.levels[2], encoder_outs[2])
         outputs = [x]
         for level in (1, 0):
             x = self.ups[level](x, self.skip_attn[level](encoder_outs[level]))
-            x = _run(self.levels[level], x)
+            x = run_blocks(self.levels[level], x)
             outputs.insert(0, x)
         return outputs
 
 
 class ORB(_Block):
-    """Original-resolution block: x + conv(CAB^n(x)) (the conv has no bias)."""
+    """Original-resolution block: x + conv(CAB^n(x)), n = `blocks` (the conv has no bias)."""
 
-    def __init__(self, channels, kernel_size, reduction, use_bias, act, num_cab, **kwargs):
+    def __init__(self, channels, kernel_size, reduction, use_bias, act, blocks, **kwargs):
         super().__init__(**kwargs)
         self.body = [CAB(channels, kernel_size, reduction, use_bias, act, name=f"body.{index}")
-                     for index in range(num_cab)]
+                     for index in range(blocks)]
         self.body.append(torch_conv2d(channels, kernel_size, channels, use_bias=False,
-                                      name=f"body.{num_cab}"))
+                                      name=f"body.{blocks}"))
 
     def call(self, x):
-        return x + _run(self.body, x)
+        return x + run_blocks(self.body, x)
 
 
 class ORSNet(_Block):
@@ -167,10 +162,10 @@ class ORSNet(_Block):
     encoder and decoder features of one level, upsampled to full size and projected (1x1)."""
 
     def __init__(self, channels, orsnet_growth, kernel_size, reduction, use_bias, act,
-                 unet_growth, num_cab, **kwargs):
+                 unet_growth, orb_blocks, **kwargs):
         super().__init__(**kwargs)
         width = channels + orsnet_growth
-        self.orbs = [ORB(width, kernel_size, reduction, use_bias, act, num_cab,
+        self.orbs = [ORB(width, kernel_size, reduction, use_bias, act, orb_blocks,
                          name=f"orb{index + 1}") for index in range(3)]
         self.up_enc = [[], [UpSample(channels, unet_growth, name="up_enc1")],
                        [UpSample(channels + unet_growth, unet_growth, name="up_enc2.0"),
@@ -185,8 +180,8 @@ class ORSNet(_Block):
 
     def call(self, x, encoder_outs, decoder_outs):
         for level, orb in enumerate(self.orbs):
-            x = (orb(x) + self.conv_enc[level](_run(self.up_enc[level], encoder_outs[level]))
-                 + self.conv_dec[level](_run(self.up_dec[level], decoder_outs[level])))
+            x = (orb(x) + self.conv_enc[level](run_blocks(self.up_enc[level], encoder_outs[level]))
+                 + self.conv_dec[level](run_blocks(self.up_dec[level], decoder_outs[level])))
         return x
 
 
@@ -195,6 +190,7 @@ def _split_batch(x, parts):
 
 
 @keras.saving.register_keras_serializable(package="keras_mhdeblur")
+@renamed_arguments(num_cab="orb_blocks")
 class MPRNetMH(MultiHeadRestorationModel):
     """Multi-head MPRNet (official `MHMPRNet`, whose class is also called `MPRNet`).
 
@@ -207,11 +203,12 @@ class MPRNetMH(MultiHeadRestorationModel):
 
     Args:
         heads: K, the number of physical output heads.
-        combine_heads: also output the average of every pair of heads (METHOD 2).
+        combine_heads: also output the average of every pair of heads
+            (docs/method.md, "Head combination").
         width: feature channels (official `n_feat`).
         unet_growth: channels added per U-Net level (official `scale_unetfeats`).
         orsnet_growth: channels ORSNet adds to `width` (official `scale_orsnetfeats`).
-        num_cab: CABs per ORB.
+        orb_blocks: CABs in each ORB (official `num_cab`).
         kernel_size: convolution kernel size.
         reduction: channel-attention reduction.
         use_bias: biases in the convolutions that have one officially (official `bias`).
@@ -225,7 +222,7 @@ class MPRNetMH(MultiHeadRestorationModel):
     pad_mode = "reflect"
 
     def __init__(self, heads=4, combine_heads=True, width=96, unet_growth=48, orsnet_growth=32,
-                 num_cab=8, kernel_size=3, reduction=4, use_bias=False, single_output=False,
+                 orb_blocks=8, kernel_size=3, reduction=4, use_bias=False, single_output=False,
                  selected_output=None, **kwargs):
         super().__init__(heads=heads, combine_heads=combine_heads, single_output=single_output,
                          selected_output=selected_output, **kwargs)
@@ -235,7 +232,7 @@ class MPRNetMH(MultiHeadRestorationModel):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self.width, self.unet_growth, self.orsnet_growth = width, unet_growth, orsnet_growth
-        self.num_cab, self.kernel_size, self.reduction = int(num_cab), kernel_size, reduction
+        self.orb_blocks, self.kernel_size, self.reduction = int(orb_blocks), kernel_size, reduction
         self.use_bias = bool(use_bias)
         block_args = (kernel_size, reduction, self.use_bias)
         # One PReLU for every CAB, as officially; only the CABs track it (under "body.1").
@@ -258,7 +255,7 @@ class MPRNetMH(MultiHeadRestorationModel):
         self.stage2_decoder = Decoder(width, *block_args, act, unet_growth,
                                       name="stage2_decoder")
         self.stage3_orsnet = ORSNet(width, orsnet_growth, *block_args, act, unet_growth,
-                                    self.num_cab, name="stage3_orsnet")
+                                    self.orb_blocks, name="stage3_orsnet")
         self.sam12 = SupervisedAttention(width, heads, 1, self.use_bias, name="sam12")
         self.sam23 = SupervisedAttention(width, heads, 1, self.use_bias, name="sam23")
         self.concat12 = torch_conv2d(width, kernel_size, 2 * width, use_bias=self.use_bias,
@@ -280,7 +277,7 @@ class MPRNetMH(MultiHeadRestorationModel):
                                      bottom[:, :, :half_w], bottom[:, :, half_w:]], axis=0)
 
         # Stage 1: encoder per quadrant, left/right features joined, decoder per half.
-        features = self.stage1_encoder(_run(self.shallow_feat1, quadrants))
+        features = self.stage1_encoder(run_blocks(self.shallow_feat1, quadrants))
         encoder1 = []
         for feature in features:
             top_left, top_right, bottom_left, bottom_right = _split_batch(feature, 4)
@@ -291,14 +288,16 @@ class MPRNetMH(MultiHeadRestorationModel):
         sam_features, stage1 = self.sam12(decoder1[0], halves)
 
         # Stage 2: encoder per half (with CSFF from stage 1), halves joined, one decoder.
-        x = self.concat12(ops.concatenate([_run(self.shallow_feat2, halves), sam_features], -1))
+        shallow = run_blocks(self.shallow_feat2, halves)
+        x = self.concat12(ops.concatenate([shallow, sam_features], axis=-1))
         features = self.stage2_encoder(x, encoder1, decoder1)
         encoder2 = [ops.concatenate(_split_batch(feature, 2), axis=1) for feature in features]
         decoder2 = self.stage2_decoder(encoder2)
         sam_features, stage2 = self.sam23(decoder2[0], image)
 
         # Stage 3: ORSNet at full resolution with stage 2's features.
-        x = self.concat23(ops.concatenate([_run(self.shallow_feat3, image), sam_features], -1))
+        shallow = run_blocks(self.shallow_feat3, image)
+        x = self.concat23(ops.concatenate([shallow, sam_features], axis=-1))
         x = self.stage3_orsnet(x, encoder2, decoder2)
         stage1 = ops.concatenate(_split_batch(stage1, 2), axis=1)
         return [self.tail(x), stage2, stage1]
@@ -308,7 +307,7 @@ class MPRNetMH(MultiHeadRestorationModel):
 
     def get_config(self):
         return {**super().get_config(), "width": self.width, "unet_growth": self.unet_growth,
-                "orsnet_growth": self.orsnet_growth, "num_cab": self.num_cab,
+                "orsnet_growth": self.orsnet_growth, "orb_blocks": self.orb_blocks,
                 "kernel_size": self.kernel_size, "reduction": self.reduction,
                 "use_bias": self.use_bias}
 

@@ -1,9 +1,9 @@
 """NAFNet (Chen et al., "Simple Baselines for Image Restoration", 2022) and its multi-head form.
 
-Follows the official architecture (METHOD 3.1) layer for layer; layers are named after the
-official module paths ("encoders.0.0.conv1", "ups.1.0", ...) so official weights load by name.
-No nonlinear activations: SimpleGate multiplies two halves of the channels, and the simplified
-channel attention (SCA) is a pooled 1x1 conv with no sigmoid.
+Follows the official architecture (docs/method.md, "NAFNet") layer for layer; layers are named
+after the official module paths ("encoders.0.0.conv1", "ups.1.0", ...) so official weights load by
+name. No nonlinear activations: SimpleGate multiplies two halves of the channels, and the
+simplified channel attention (SCA) is a pooled 1x1 conv with no sigmoid.
 """
 
 import math
@@ -17,7 +17,8 @@ from keras_mhdeblur.models.base import MultiHeadRestorationModel, SingleHead
 
 
 def _uniform(fan_in):
-    # PyTorch's default conv init, U(+-1/sqrt(fan_in)) for weights and biases (METHOD 8).
+    # PyTorch's default conv init, U(+-1/sqrt(fan_in)) for weights and biases
+    # (docs/method.md, "Porting notes").
     bound = 1.0 / math.sqrt(fan_in)
     return keras.initializers.RandomUniform(-bound, bound)
 
@@ -159,11 +160,12 @@ class NAFNetMH(MultiHeadRestorationModel):
 
     Args:
         heads: K, the number of physical output heads.
-        combine_heads: also output the average of every pair of heads (METHOD 2).
+        combine_heads: also output the average of every pair of heads
+            (docs/method.md, "Head combination").
         width: channels of the first level (w); levels have w, 2w, 4w, 8w, middle 16w.
         enc_blocks, middle_blocks, dec_blocks: NAFBlocks per level.
         tlc_train_size: (h, w) training crop size to build the TLC local-pooling version
-            (METHOD 6.3) with the same weights; None (default) keeps global pooling.
+            (docs/method.md, "TLC") with the same weights; None (default) keeps global pooling.
         dw_expand, ffn_expand: NAFBlock expansions (2, 2 officially).
         scan_blocks: run each level's blocks as one `ops.scan` (see `NAFBlockStack`): a much
             smaller XLA graph, same results and weights. Off by default: on the CPU the scanned

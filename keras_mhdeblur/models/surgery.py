@@ -18,8 +18,8 @@ def rebuilt(model, **changes):
 
 
 def with_tlc(model, train_size):
-    """The same network with TLC local pooling (METHOD 6.3) for a `train_size` (h, w) crop,
-    sharing no state with `model` (weights are copied). Only backbones with a global pool
+    """The same network with TLC local pooling (docs/method.md, "TLC") for a `train_size` (h, w)
+    crop, sharing no state with `model` (weights are copied). Only backbones with a global pool
     (NAFNet) take `tlc_train_size`."""
     if "tlc_train_size" not in model.get_config():
         raise ValueError(f"{type(model).__name__} has no global pooling, so TLC does not apply")

@@ -106,8 +106,10 @@ def from_preset(name_or_path, cls=None):
     """
     import keras
 
-    import keras_mhdeblur  # noqa: F401  (registers the model classes)
+    import keras_mhdeblur
     from keras_mhdeblur.models.base import MultiHeadRestorationModel
+
+    keras_mhdeblur.register_serializables()
 
     folder = resolve_preset(name_or_path)
     config = _read_json(folder / CONFIG_FILE)
