@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from helpers import REPO_ROOT
 from keras_mhdeblur.cli import main
 from keras_mhdeblur.saving import load_model
@@ -42,6 +44,7 @@ def test_demo_quick(tmp_path, capsys):
     assert "folder is not empty" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # 20-25 s; the demo test above runs the same API end to end
 def test_quickstart_example_runs(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run(

@@ -41,7 +41,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 """
 
 
-@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+@pytest.mark.parametrize("backend", ["tensorflow", pytest.param("jax", marks=pytest.mark.slow)])
 def test_data_parallel_step_equals_single_device_step(backend):
     setup = TF_SETUP if backend == "tensorflow" else ""
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"} if backend == "jax" else {}

@@ -26,7 +26,8 @@ def _train(epochs=15):
     return model, history["loss"], model.predict(blurry, verbose=0)
 
 
-@pytest.mark.parametrize("name", ["mixed_bfloat16", "mixed_float16"])
+@pytest.mark.parametrize("name", ["mixed_bfloat16",
+                                  pytest.param("mixed_float16", marks=pytest.mark.slow)])
 def test_mixed_precision_reaches_the_float32_loss(policy, name):
     policy("float32")
     _, reference, _ = _train()

@@ -170,6 +170,8 @@ def test_single_output_models_have_no_branch():
         with_output_scorer(keras_mhdeblur.NAFNet(**TINY))
 
 
+# Slow (-m slow): the JAX fit of test_training.py keeps JAX in the default run.
+@pytest.mark.slow
 def test_auto_on_jax_reads_the_current_weights():
     out = run_python("""
         import keras, numpy as np, keras_mhdeblur

@@ -60,6 +60,8 @@ def test_every_stage_and_mixed_precision_train_with_the_options():
     np.testing.assert_allclose(total, sum(per_stage), rtol=1e-4)
 
 
+# Slow (-m slow): the JAX fit of test_training.py keeps JAX in the default run.
+@pytest.mark.slow
 def test_annealed_fit_on_jax_counts_steps_inside_the_compiled_step():
     out = run_python("""
         import keras, numpy as np, keras_mhdeblur
