@@ -268,6 +268,11 @@ class RunDirectory:
         folder, Ctrl-C during the first steps), holds nothing to lose and is reused."""
         return bool(self.checkpoints()) or self.final_path.exists() or self.best_path.exists()
 
+    def never_trained(self):
+        """True for a folder whose start wrote config.json and then failed before its first
+        checkpoint: it is started afresh, even with --resume."""
+        return self.config_path.exists() and not self.holds_run()
+
     def remove_temporaries(self):
         """Deletes leftovers of writes cut short by a crash or SIGKILL."""
         for folder in (self.path, self.checkpoint_dir):
@@ -671,7 +676,7 @@ def train(config, run_dir, *, resume=False, overwrite=False, stop_at=None, verbo
     config.validate()
     distribution = _distribution(config.devices)  # checks the devices before any file is written
     run = RunDirectory(run_dir)
-    if resume and not run.holds_run() and run.config_path.exists():
+    if resume and run.never_trained():
         log(f"{run.path}: the earlier start wrote no checkpoint; starting the run afresh")
         resume = False
     state, start_step, checkpoint = {}, 0, None

@@ -160,8 +160,7 @@ def resolve(args):
         raise CommandError("--out RUN_DIR is required")
     values = {}
     run = RunDirectory(options["out"])
-    if options["resume"] and (run.holds_run() or not run.config_path.exists()):
-        # (a folder whose start failed before a checkpoint is started afresh: `train`)
+    if options["resume"] and not run.never_trained():  # (a never-trained one starts afresh)
         values = run.read_config()
     requested = {**file_values, **flags}
     overrides = {**values.get("overrides", {}), **file_values.get("overrides", {}),
