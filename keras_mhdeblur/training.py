@@ -13,6 +13,8 @@ A run folder holds:
     logs/                        TensorBoard (keras.callbacks.TensorBoard)
     compile_cache/               JAX only: compiled XLA programs, so `--resume` skips the
                                  first-step compile (unless JAX already has a cache folder)
+    train.lock                   while a training runs: its pid and host (`utils.locks`); a
+                                 second training on the folder refuses
 
 Every file is written to a temporary name and renamed (`os.replace`), so Ctrl-C or SIGKILL at any
 moment leaves the last checkpoint intact. Resuming loads the newest checkpoint (weights and the
@@ -20,6 +22,9 @@ optimiser with its iteration count, hence the learning-rate schedule, which is a
 and restarts the data stream at the first unseen sample (synthetic pairs by index, folders via
 `training_dataset(start_step=...)`), so an interrupted-and-resumed run ends with the weights of an
 uninterrupted one.
+
+Across several processes (`train(..., cluster=...)`, docs/distributed.md) every process reads
+its own part of each global batch and takes the same steps; only process 0 writes these files.
 
 A Keras "epoch" here is one checkpoint interval (`checkpoint_every` steps); validation runs at
 the first checkpoint at or after every `val_every` steps, and at the end.
@@ -32,6 +37,7 @@ import json
 import math
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import keras
@@ -39,6 +45,7 @@ import keras
 from keras_mhdeblur import optimizers
 from keras_mhdeblur.saving import load_model, save_model
 from keras_mhdeblur.utils.files import is_temporary, write_json
+from keras_mhdeblur.utils.locks import FolderInUse, folder_lock
 from keras_mhdeblur.utils.progress import fit_verbosity
 
 CHECKPOINT_NAME = re.compile(r"^step-(\d+)\.keras$")
@@ -257,6 +264,8 @@ class RunDirectory:
         self.final_path = self.path / "model.keras"
         self.log_dir = self.path / "logs"
         self.compile_cache_dir = self.path / "compile_cache"
+        #: Held by the training that uses the folder (`utils.locks`); gone when it ends.
+        self.lock_path = self.path / "train.lock"
 
     def run_files(self):
         return [self.config_path, self.state_path, self.checkpoint_dir, self.best_path,
@@ -334,7 +343,7 @@ class RunDirectory:
                                "continue it or --overwrite to start again (its checkpoints are "
                                "deleted)")
             leftovers = {self.config_path, self.state_path, self.checkpoint_dir, self.log_dir,
-                         self.compile_cache_dir}
+                         self.compile_cache_dir, self.lock_path}
             if any(path not in leftovers and not is_temporary(path)
                    for path in self.path.iterdir()):
                 raise RunError(f"{self.path}: folder is not empty; choose a new or empty --out, "
@@ -470,17 +479,24 @@ def synthetic_stream(config, seed_offset=0):
                           label=config.synthetic_label, **config.synthetic_blur)
 
 
-def training_data(config, start_step=0):
-    """tf.data batches (blurry, sharp) from step `start_step` on (samples before it skipped)."""
+def training_data(config, start_step=0, shard=None):
+    """tf.data batches (blurry, sharp) from step `start_step` on (samples before it skipped).
+
+    Args:
+        shard: (process_index, process_count): only this process's part of every batch
+            (`data.pipeline.own_part`), so that the parts of all processes are the
+            single-process batches, whatever the process count.
+    """
     if config.synthetic:
         from keras_mhdeblur.data import synthetic_dataset
 
         return synthetic_dataset(synthetic_stream(config), config.batch,
-                                 start_index=start_step * config.batch)
+                                 start_index=start_step * config.batch, shard=shard)
     from keras_mhdeblur.data import find_pairs, training_dataset
 
     pairs = find_pairs(config.data, split=config.split)
-    return training_dataset(pairs, config.batch, config.crop, config.seed, start_step=start_step)
+    return training_dataset(pairs, config.batch, config.crop, config.seed, start_step=start_step,
+                            shard=shard)
 
 
 class HeldOutPairs:
@@ -534,12 +550,20 @@ class RunCheckpoints(keras.callbacks.Callback):
     validates when due, saves best.keras when the best-overall PSNR improves, writes a
     checkpoint, prunes old ones and updates state.json, all atomically."""
 
-    def __init__(self, run, config, start_step, stop_step, validation, state):
+    def __init__(self, run, config, start_step, stop_step, validation, state, scratch=None):
         super().__init__()
         self.run, self.config, self.validation = run, config, validation
         self.step, self.stop_step = start_step, stop_step
         self.state = state
         self.last_validated = state.get("last_validated_step", 0)
+        # Processes other than the chief (scratch: a private folder) take every step the chief
+        # takes, validation and saving included: on JAX both are collective computations. Their
+        # files go to scratch and are thrown away.
+        self.scratch = scratch
+
+    def save_to(self, path):
+        """Saves the model to `path` (the chief) or to the scratch folder (the others)."""
+        save_model(self.model, path if self.scratch is None else self.scratch / path.name)
 
     def on_train_batch_end(self, batch, logs=None):
         self.step += 1
@@ -550,7 +574,7 @@ class RunCheckpoints(keras.callbacks.Callback):
         from keras_mhdeblur.evaluation import evaluate_model
 
         step, config = self.step, self.config
-        save_model(self.model, self.run.checkpoint_path(step))
+        self.save_to(self.run.checkpoint_path(step))
         due = step // config.val_every > self.last_validated // config.val_every
         if self.validation is not None and (due or step == config.steps):
             summary = evaluate_model(self.model, self.validation, compute_ssim=False).summary()
@@ -563,9 +587,11 @@ class RunCheckpoints(keras.callbacks.Callback):
                             val_psnr_single_head=summary["best_single_head_psnr"])
             best = self.state.get("best")
             if best is None or summary["best_overall_psnr"] > best["best_overall_psnr"]:
-                save_model(self.model, self.run.best_path)
+                self.save_to(self.run.best_path)
                 self.state["best"] = record
         self.state.update(step=step, last_validated_step=self.last_validated)
+        if self.scratch is not None:
+            return
         kept = self.run.checkpoints()
         for _, path in kept[:-config.keep]:
             path.unlink(missing_ok=True)
@@ -640,20 +666,57 @@ def _use_compile_cache(folder):
         jax.config.update("jax_compilation_cache_dir", str(folder))
 
 
-def _distribution(devices):
-    if devices is None:
-        return contextlib.nullcontext()
-    from keras_mhdeblur.distribute import available_devices, data_parallel
+def _distribution(devices, cluster):
+    from keras_mhdeblur.distribute import available_devices, connect, data_parallel, replicas
 
+    if cluster.distributed:
+        if devices is not None:
+            raise RunError(f"devices={devices} (--devices) is for one process; with several "
+                           "processes each uses all its own devices (choose them with "
+                           "CUDA_VISIBLE_DEVICES)")
+        connect(cluster)
+        return data_parallel(cluster=cluster), replicas(cluster)
+    if devices is None:
+        return contextlib.nullcontext(), 1
     names = available_devices()
     if devices > len(names):
         raise RunError(f"devices={devices} (--devices) asked for, but this machine has "
                        f"{len(names)}: {', '.join(names)}")
-    return data_parallel(devices)
+    return data_parallel(devices), devices
+
+
+def check_batch_split(config, cluster, replica_count):
+    """Raises `RunError` unless the global batch splits evenly over processes and devices."""
+    for count, what in ((cluster.num_processes, "processes"), (replica_count, "devices")):
+        if config.batch % count:
+            raise RunError(f"batch {config.batch} (--batch, the global batch) cannot be split "
+                           f"evenly over {count} {what}; use a multiple of {count}")
+
+
+class PeersLost(RunError):
+    """A training across processes whose peers stopped answering (one died or hangs)."""
+
+
+#: How the engines word a collective whose peers are gone (JAX raises gloo's failures as plain
+#: ValueErrors).
+_PEER_FAILURE_WORDS = ("gloo", "unavailable", "heartbeat", "connection reset", "deadline_exceeded",
+                       "collective ops is aborted", "socket closed")
+
+
+def _is_peer_failure(error):
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if isinstance(error, (tf.errors.UnavailableError, tf.errors.AbortedError,
+                              tf.errors.DeadlineExceededError, tf.errors.CancelledError)):
+            return True
+    text = str(error).lower()
+    return isinstance(error, (RuntimeError, ValueError)) and any(
+        word in text for word in _PEER_FAILURE_WORDS)
 
 
 def train(config, run_dir, *, resume=False, overwrite=False, stop_at=None, verbose="auto",
-          log=print, callbacks=()):
+          log=print, callbacks=(), cluster=None):
     """Trains (or resumes) a run in `run_dir`; see the module doc for the files written.
 
     Args:
@@ -669,13 +732,46 @@ def train(config, run_dir, *, resume=False, overwrite=False, stop_at=None, verbo
         log: where progress lines go.
         callbacks: more Keras callbacks for `fit` (after the run's own; an epoch is one
             checkpoint interval).
+        cluster: `distribute.Cluster` to train across several processes (every process calls
+            `train` with the same arguments; the run folder must be the same folder for all,
+            e.g. on a shared file system). Process 0 writes the run; the others only read it
+            to resume. None: one process.
 
     Returns:
         `TrainResult`.
     """
+    from keras_mhdeblur.distribute import Cluster
+
     config.validate()
-    distribution = _distribution(config.devices)  # checks the devices before any file is written
+    cluster = cluster or Cluster()
+    # Joins the other processes (before anything computes) and checks the devices, before any
+    # file is written.
+    distribution, replica_count = _distribution(config.devices, cluster)
+    check_batch_split(config, cluster, replica_count)
     run = RunDirectory(run_dir)
+    if not cluster.is_chief:
+        with tempfile.TemporaryDirectory(prefix="mhdeblur-process-") as scratch:
+            return _train(config, run, resume, overwrite, stop_at, 0, lambda *_: None,
+                          callbacks, cluster, distribution, Path(scratch))
+    if run.path.exists() and not run.path.is_dir():
+        raise RunError(f"{run.path}: exists and is not a folder; choose another --out")
+    created = not run.path.exists()
+    try:
+        with folder_lock(run.lock_path, "training run") as left_by:
+            if left_by:
+                log(f"{run.path}: taking over the lock of a training that ended without "
+                    f"releasing it ({left_by})")
+            return _train(config, run, resume, overwrite, stop_at, verbose, log, callbacks,
+                          cluster, distribution, None)
+    except FolderInUse as error:
+        raise RunError(str(error)) from None
+    finally:
+        if created and run.path.is_dir() and not any(run.path.iterdir()):
+            run.path.rmdir()  # the lock's folder, when nothing else was written
+
+
+def _train(config, run, resume, overwrite, stop_at, verbose, log, callbacks, cluster,
+           distribution, scratch):
     if resume and run.never_trained():
         log(f"{run.path}: the earlier start wrote no checkpoint; starting the run afresh")
         resume = False
@@ -698,16 +794,20 @@ def train(config, run_dir, *, resume=False, overwrite=False, stop_at=None, verbo
             state["last_validated_step"] = max((r["step"] for r in history), default=0)
             state["finished"] = False
     # The data is opened before anything is written, so a wrong --data leaves no run behind.
-    dataset = training_data(config, start_step)
+    shard = (cluster.process_id, cluster.num_processes) if cluster.distributed else None
+    local_batch = config.batch // cluster.num_processes
+    dataset = training_data(config, start_step, shard)
     validation = validation_pairs(config)
-    if resume:
-        run.write_config(config)  # resumable changes (keep, ...) recorded
-        run.remove_temporaries()
-    else:
-        run.prepare_new(config, overwrite)
+    if scratch is None:  # only the chief writes to the run folder
+        if resume:
+            run.write_config(config)  # resumable changes (keep, ...) recorded
+            run.remove_temporaries()
+        else:
+            run.prepare_new(config, overwrite)
 
     stop_step = config.steps if stop_at is None else min(int(stop_at), config.steps)
-    _use_compile_cache(run.compile_cache_dir)
+    if scratch is None:
+        _use_compile_cache(run.compile_cache_dir)
     keras.utils.set_random_seed(config.seed)
     with _dtype_policy(config.mixed_precision), distribution:
         if checkpoint is not None:
@@ -727,21 +827,41 @@ def train(config, run_dir, *, resume=False, overwrite=False, stop_at=None, verbo
             return TrainResult(model, run.path, start_step, done, state.get("best"), start_step)
 
         every = config.checkpoint_every
-        checkpoints = RunCheckpoints(run, config, start_step, stop_step, validation, state)
-        callbacks = [checkpoints, *log_callbacks(run, start_step, every, log), *callbacks]
+        checkpoints = RunCheckpoints(run, config, start_step, stop_step, validation, state,
+                                     scratch)
+        own = [checkpoints] if scratch is not None else \
+            [checkpoints, *log_callbacks(run, start_step, every, log)]
+        callbacks = [*own, *callbacks]
         log(f"{type(model).__name__} ({config.architecture()}): {model.count_params():,} "
             f"parameters, {model.num_outputs} output(s); steps {start_step}..{stop_step} of "
             f"{config.steps}, batch {config.batch}, crop {config.crop}, checkpoint every {every} "
-            f"steps -> {run.path}")
-        model.fit(dataset, epochs=math.ceil(config.steps / every), steps_per_epoch=every,
-                  initial_epoch=start_step // every, callbacks=callbacks,
-                  verbose=fit_verbosity(verbose), shuffle=False)
+            f"steps -> {run.path}" + (f"; {cluster.num_processes} processes, batch "
+                                      f"{local_batch} each" if cluster.distributed else ""))
+        if cluster.distributed:
+            from keras_mhdeblur.distribute import distributed_batches
+
+            dataset = distributed_batches(lambda: dataset, local_batch, cluster)
+        try:
+            model.fit(dataset, epochs=math.ceil(config.steps / every), steps_per_epoch=every,
+                      initial_epoch=start_step // every, callbacks=callbacks,
+                      verbose=fit_verbosity(verbose), shuffle=False)
+        except Exception as error:
+            if not cluster.distributed or not _is_peer_failure(error):
+                raise
+            found = run.checkpoints()
+            last = (f"the last checkpoint is {found[-1][1]} (step {found[-1][0]})" if found
+                    else "no checkpoint was written yet")
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise PeersLost(f"{cluster.describe()}: lost the other processes at step "
+                           f"{checkpoints.step} ({type(error).__name__}: {first_line[:300]}); "
+                           f"{last}. Relaunch every process with --resume") from None
     step, state = checkpoints.step, checkpoints.state
     finished = step >= config.steps
     if finished:
-        save_model(model, run.final_path)
-        state["finished"] = True
-        run.write_state(state)
+        checkpoints.save_to(run.final_path)
+        if scratch is None:
+            state["finished"] = True
+            run.write_state(state)
         log(f"finished at step {step}: {run.final_path}")
     else:
         log(f"stopped at step {step}; continue with --resume")

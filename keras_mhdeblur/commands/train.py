@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -9,6 +10,8 @@ from keras_mhdeblur.commands import CommandError, reports_errors
 
 # Options of the run itself, not of the model or the data: they never go into config.json.
 RUN_OPTIONS = ("out", "resume", "overwrite", "stop_at", "config")
+# How this process joins the others: flags only (never in config files or config.json).
+CLUSTER_OPTIONS = ("workers", "coordinator", "num_processes", "process_id", "peer_timeout")
 
 
 def register(subparsers):
@@ -84,6 +87,21 @@ def register(subparsers):
                        "--steps); the official loss from then on")
     heads.add_argument("--relaxation", type=float, metavar="EPS",
                        help="relaxed winner-takes-all: weight EPS shared by the losers")
+    processes = parser.add_argument_group(
+        "several processes or hosts (docs/distributed.md); every process runs the same command "
+        "with its own --process-id, process 0 writes the run folder")
+    processes.add_argument("--workers", metavar="HOST:PORT,...",
+                           help="every process's address, process 0 first (TensorFlow needs "
+                           "them all; default: TF_CONFIG)")
+    processes.add_argument("--coordinator", metavar="HOST:PORT",
+                           help="JAX: where the processes meet (process 0); with "
+                           "--num-processes (default: JAX_COORDINATOR_ADDRESS)")
+    processes.add_argument("--num-processes", type=positive_int, metavar="N",
+                           help="processes in the training (with --coordinator)")
+    processes.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1")
+    processes.add_argument("--peer-timeout", type=positive_int, metavar="SECONDS",
+                           help="a process silent this long counts as dead and the others stop "
+                           "(default 60)")
     parser.set_defaults(func=train_command)
 
 
@@ -192,14 +210,38 @@ def _architecture_from(init_from, requested):
     return architecture
 
 
+def join_cluster(args):
+    """The `Cluster` of the process flags (removed from `args`), joined before anything else
+    runs: the engines fix their collectives when they first compute."""
+    from keras_mhdeblur.distribute import Cluster, ClusterError, connect
+
+    given = {name: vars(args).pop(name) for name in CLUSTER_OPTIONS if name in vars(args)}
+    try:
+        cluster = Cluster.resolve(**given)
+        connect(cluster)
+    except ClusterError as error:
+        raise CommandError(str(error)) from None
+    return cluster
+
+
 @reports_errors("train")
 def train_command(args):
-    from keras_mhdeblur.training import train
+    from keras_mhdeblur.training import PeersLost, train
 
+    cluster = join_cluster(args)
     config, options = resolve(args)
+    log = print if cluster.is_chief else (lambda *_: None)
     try:
         train(config, options["out"], resume=bool(options["resume"]),
-              overwrite=bool(options["overwrite"]), stop_at=options["stop_at"])
+              overwrite=bool(options["overwrite"]), stop_at=options["stop_at"], log=log,
+              cluster=cluster)
+    except PeersLost as error:
+        print(f"mhdeblur train: error: {error}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # A normal exit would run the engine's shutdown, which waits for the dead process and
+        # then aborts (JAX); the run folder is already consistent, so leave at once.
+        os._exit(1)
     except KeyboardInterrupt:
         from keras_mhdeblur.training import RunDirectory
 

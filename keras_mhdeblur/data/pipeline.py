@@ -82,7 +82,8 @@ def _path_slices(pair_set, infos):
 
 def training_dataset(pairs, batch_size=8, crop_size=256, seed=0, *, dihedral=True,
                      saturation_jitter=0.0, cache=False, shuffle=True, repeat=True,
-                     drop_remainder=True, num_parallel_calls=None, verify=True, start_step=0):
+                     drop_remainder=True, num_parallel_calls=None, verify=True, start_step=0,
+                     shard=None):
     """A tf.data pipeline of augmented training batches for `model.fit`.
 
     Decodes in parallel with tf.io, optionally caches the decoded images, shuffles (every epoch
@@ -106,6 +107,8 @@ def training_dataset(pairs, batch_size=8, crop_size=256, seed=0, *, dihedral=Tru
         verify: run Pillow's integrity check on every file when checking.
         start_step: first batch to yield, to resume a run: the samples of earlier batches are
             skipped before decoding, and the rest equal those of an uninterrupted pipeline.
+        shard: (process_index, process_count) to read only this process's part of every
+            batch (see `own_part`): batches of batch_size // process_count samples.
 
     Returns:
         tf.data.Dataset of (blurry, sharp), each float32 (batch_size, crop_h, crop_w, 3) in [0, 1].
@@ -140,6 +143,7 @@ def training_dataset(pairs, batch_size=8, crop_size=256, seed=0, *, dihedral=Tru
     # The augmentation seed is the sample's position in the stream, so skipped samples leave the
     # rest unchanged.
     dataset = dataset.enumerate().skip(start_step * batch_size)
+    dataset, batch_size = own_part(dataset, batch_size, shard)  # before decoding: files unread
     dataset = dataset.map(load, num_parallel_calls=parallel, deterministic=True)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     return dataset.prefetch(tf.data.AUTOTUNE)
@@ -204,7 +208,29 @@ def iter_evaluation_pairs(pairs, center_crop=None, verify=True):
         yield pair.name, blurry, sharp
 
 
-def synthetic_dataset(synthetic, batch_size=8, start_index=0, count=None, num_parallel_calls=None):
+def own_part(dataset, batch_size, shard):
+    """(dataset, local batch size) for one process of several.
+
+    `dataset` yields (position in the stream, ...) with batches starting at multiples of
+    `batch_size`; process i of n keeps the i-th run of batch_size / n positions of every batch,
+    so the parts of all processes, in process order, are the single-process batch. Called before
+    the samples are made, so no process reads or generates another's samples.
+
+    Args:
+        shard: (process_index, process_count), or None for the whole stream.
+    """
+    if shard is None or shard[1] == 1:
+        return dataset, batch_size
+    index, count = shard
+    if batch_size % count:
+        raise ValueError(f"batch {batch_size} cannot be split evenly over {count} processes; "
+                         f"use a multiple of {count}")
+    local = batch_size // count
+    return dataset.filter(lambda position, *_: (position % batch_size) // local == index), local
+
+
+def synthetic_dataset(synthetic, batch_size=8, start_index=0, count=None, num_parallel_calls=None,
+                      shard=None):
     """A tf.data pipeline over a `SyntheticPairs` stream (generated with NumPy in parallel calls).
 
     Args:
@@ -213,6 +239,8 @@ def synthetic_dataset(synthetic, batch_size=8, start_index=0, count=None, num_pa
         start_index: index of the first pair in the stream.
         count: number of pairs, or None for an endless stream.
         num_parallel_calls: pairs generated at once; None for tf.data.AUTOTUNE.
+        shard: (process_index, process_count) to generate only this process's part of every
+            batch (see `own_part`).
 
     Returns:
         tf.data.Dataset of (blurry, sharp), each float32 (batch_size, H, W, 3) in [0, 1].
@@ -233,8 +261,10 @@ def synthetic_dataset(synthetic, batch_size=8, start_index=0, count=None, num_pa
         return blurry, sharp
 
     parallel = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
-    dataset = tf.data.Dataset.range(start_index, stop)
-    dataset = dataset.map(generate, num_parallel_calls=parallel, deterministic=True)
+    dataset = tf.data.Dataset.range(0, stop - start_index)  # positions, batches aligned to 0
+    dataset, batch_size = own_part(dataset, batch_size, shard)
+    dataset = dataset.map(lambda position: generate(position + start_index),
+                          num_parallel_calls=parallel, deterministic=True)
     return dataset.batch(batch_size, drop_remainder=count is None).prefetch(tf.data.AUTOTUNE)
 
 

@@ -19,6 +19,7 @@ from keras import ops
 from keras_mhdeblur import losses as losses_lib
 from keras_mhdeblur import metrics as metrics_lib
 from keras_mhdeblur import optimizers
+from keras_mhdeblur.distribute import is_multi_worker
 from keras_mhdeblur.heads import MultiHeadOutput, num_outputs
 
 
@@ -244,6 +245,30 @@ class MultiHeadRestorationModel(keras.Model):
     @property
     def metrics(self):
         return super().metrics + list(self.restoration_metrics)
+
+    # ---- Keras 3 under TensorFlow's MultiWorkerMirroredStrategy -------------------------------
+    # Keras reduces a whole structure of per-replica values in one strategy.reduce call, and the
+    # step's metric scalars along axis 0: fine for MirroredStrategy, an error across processes
+    # (tensorflow/tensorflow#72388). These two make the same reductions leaf by leaf and on
+    # values with a leading axis; nothing changes for a single process.
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy = getattr(self, "_distribute_strategy", None)
+        if iterator is None or not is_multi_worker(strategy):
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        for _, _, batches in iterator:
+            first = next(batches)
+            data_batch = keras.tree.map_structure(
+                lambda value: strategy.reduce("MEAN", value, axis=None), first)
+            break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    def train_step(self, *args):
+        # (data) on TensorFlow, (state, data) on JAX, which never takes the branch.
+        logs = super().train_step(*args)
+        if is_multi_worker(getattr(self, "_distribute_strategy", None)):
+            logs = {name: ops.expand_dims(value, 0) for name, value in logs.items()}
+        return logs
 
     def _set_untracked(self, **attributes):
         # Keras would otherwise track these metrics as sublayer state and report them twice.
