@@ -24,6 +24,8 @@ import math
 import keras
 from keras import ops
 
+from keras_mhdeblur.layers.conv import depthwise_conv
+
 _PSNR_SCALE = 10.0 / math.log(10.0)
 
 
@@ -68,7 +70,7 @@ def _edge_pad(x, pad):
 def _gaussian_blur(x):
     taps = ops.convert_to_tensor(_GAUSSIAN_TAPS, dtype=x.dtype)
     kernel = ops.tile(ops.outer(taps, taps)[:, :, None, None], (1, 1, x.shape[-1], 1))
-    return ops.depthwise_conv(_edge_pad(x, 2), kernel, strides=1, padding="valid")
+    return depthwise_conv(_edge_pad(x, 2), kernel, padding="valid")
 
 
 def _zero_insert(x, height, width):

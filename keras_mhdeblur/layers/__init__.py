@@ -1,6 +1,7 @@
 """Building blocks shared by the backbones."""
 
-from keras_mhdeblur.layers.conv import torch_conv2d, torch_conv2d_transpose, torch_depthwise_conv2d
+from keras_mhdeblur.layers.conv import (DepthwiseConv2D, depthwise_conv, torch_conv2d,
+                                        torch_conv2d_transpose, torch_depthwise_conv2d)
 from keras_mhdeblur.layers.gates import simple_gate
 from keras_mhdeblur.layers.normalization import ChannelLayerNorm, channel_layer_norm
 from keras_mhdeblur.layers.pixel_shuffle import PixelShuffle, PixelUnshuffle

@@ -11,8 +11,8 @@ import math
 import keras
 from keras import ops
 
-from keras_mhdeblur.layers import (PixelShuffle, channel_layer_norm, simple_gate, spatial_mean,
-                                   tlc_kernel_size, torch_conv2d)
+from keras_mhdeblur.layers import (PixelShuffle, channel_layer_norm, depthwise_conv, simple_gate,
+                                   spatial_mean, tlc_kernel_size, torch_conv2d)
 from keras_mhdeblur.models.base import MultiHeadRestorationModel, SingleHead
 
 
@@ -36,7 +36,7 @@ def naf_block(x, weights, tlc_kernel_size=None):
         return ops.matmul(values, weights[f"{name}_kernel"]) + weights[f"{name}_bias"]
 
     y = conv1x1(norm(x, "norm1"), "conv1")
-    y = ops.depthwise_conv(y, weights["conv2_kernel"], padding="same") + weights["conv2_bias"]
+    y = depthwise_conv(y, weights["conv2_kernel"]) + weights["conv2_bias"]
     y = simple_gate(y)
     y = y * conv1x1(spatial_mean(y, tlc_kernel_size), "sca")
     x = x + conv1x1(y, "conv3") * weights["beta"]
