@@ -47,8 +47,8 @@ with context:  # fit too: on JAX the distribution is read when fit runs
     model = keras_mhdeblur.NAFNetMH(heads=4, width=settings["width"], enc_blocks=(1, 1, 1, 2),
                                     middle_blocks=2, dec_blocks=(1, 1, 1, 1))
     model.compile(optimizer=model.official_optimizer(1000), jit_compile=False)
-    make = lambda: tf.data.Dataset.from_tensors((blurry, sharp)).repeat()
-    data = distribute.distributed_batches(make, local, cluster) if count > 1 else make()
+    batches = tf.data.Dataset.from_tensors((blurry, sharp)).repeat()
+    data = distribute.distributed_batches(batches, local, cluster) if count > 1 else batches
 
     class Clock(keras.callbacks.Callback):
         def __init__(self):

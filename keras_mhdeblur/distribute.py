@@ -17,7 +17,7 @@ Several processes (hosts), every one running the same command with its own proce
     connect(cluster)                                  # first, before any TF/JAX computation
     with data_parallel(cluster=cluster):
         ...build and compile...
-        model.fit(distributed_batches(local_dataset_fn, local_batch, cluster), ...)
+        model.fit(distributed_batches(local_dataset, local_batch, cluster), ...)
 
 TensorFlow: `tf.distribute.MultiWorkerMirroredStrategy` (workers from TF_CONFIG, which `connect`
 writes from the flags when they are given). JAX: `jax.distributed.initialize` (coordinator =
@@ -313,23 +313,19 @@ def _jax_distribution(distribution):
         keras.distribution.set_distribution(previous)
 
 
-def distributed_batches(make_local_dataset, local_batch, cluster):
+def distributed_batches(dataset, local_batch, cluster):
     """What `fit` gets on several processes: this process's part of every global batch.
 
     Args:
-        make_local_dataset: returns the tf.data dataset of this process's batches (each
-            `local_batch` samples: the global batch divided by the process count).
+        dataset: the tf.data dataset of this process's batches (each `local_batch` samples:
+            the global batch divided by the process count).
         local_batch: samples per batch of that dataset.
         cluster: the connected `Cluster`.
     """
     strategy = multi_worker_strategy()
     if strategy is None:  # JAX: Keras assembles the global arrays from every process's part
-        return make_local_dataset()
+        return dataset
     local_replicas = strategy.num_replicas_in_sync // cluster.num_processes
-
-    def dataset_for_this_worker(context):
-        dataset = make_local_dataset()
-        # This process's devices take consecutive slices of its part, in replica order.
-        return dataset if local_replicas == 1 else dataset.rebatch(local_batch // local_replicas)
-
-    return strategy.distribute_datasets_from_function(dataset_for_this_worker)
+    if local_replicas > 1:  # this process's devices take consecutive slices of its part
+        dataset = dataset.rebatch(local_batch // local_replicas)
+    return strategy.distribute_datasets_from_function(lambda context: dataset)

@@ -840,7 +840,7 @@ def _train(config, run, resume, overwrite, stop_at, verbose, log, callbacks, clu
         if cluster.distributed:
             from keras_mhdeblur.distribute import distributed_batches
 
-            dataset = distributed_batches(lambda: dataset, local_batch, cluster)
+            dataset = distributed_batches(dataset, local_batch, cluster)
         try:
             model.fit(dataset, epochs=math.ceil(config.steps / every), steps_per_epoch=every,
                       initial_epoch=start_step // every, callbacks=callbacks,

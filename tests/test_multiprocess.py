@@ -128,8 +128,8 @@ with distribute.data_parallel(cluster=cluster):
     model = keras_mhdeblur.NAFNetMH(heads=2, width=8, enc_blocks=(1,), dec_blocks=(1,))
     model.compile(optimizer=keras.optimizers.SGD(0.5))
     start = [np.array(w) for w in model.get_weights()]
-    batches = lambda: tf.data.Dataset.from_tensors((blurry[part], sharp[part])).repeat()
-    data = distribute.distributed_batches(batches, local, cluster) if count > 1 else batches()
+    batches = tf.data.Dataset.from_tensors((blurry[part], sharp[part])).repeat()
+    data = distribute.distributed_batches(batches, local, cluster) if count > 1 else batches
     loss = model.fit(data, steps_per_epoch=1, epochs=1, verbose=0).history["loss"][0]
 if process_id == 0:
     np.savez(out, loss=loss, *[np.array(w) - s for w, s in zip(model.get_weights(), start)])

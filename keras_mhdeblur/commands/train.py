@@ -230,11 +230,9 @@ def train_command(args):
 
     cluster = join_cluster(args)
     config, options = resolve(args)
-    log = print if cluster.is_chief else (lambda *_: None)
     try:
         train(config, options["out"], resume=bool(options["resume"]),
-              overwrite=bool(options["overwrite"]), stop_at=options["stop_at"], log=log,
-              cluster=cluster)
+              overwrite=bool(options["overwrite"]), stop_at=options["stop_at"], cluster=cluster)
     except PeersLost as error:
         print(f"mhdeblur train: error: {error}", file=sys.stderr)
         sys.stdout.flush()

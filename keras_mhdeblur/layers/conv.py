@@ -53,9 +53,7 @@ def depthwise_conv(x, kernel, padding="same"):
         return ops.depthwise_conv(x, kernel, strides=1, padding=padding)
     if padding == "same":  # the framework's convention: the odd pixel of padding goes after
         x = ops.pad(x, ((0, 0), ((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2), (0, 0)))
-    height, width = x.shape[1] - kh + 1, x.shape[2] - kw + 1
-    if height is None or width is None:
-        height, width = ops.shape(x)[1] - kh + 1, ops.shape(x)[2] - kw + 1
+    height, width = x.shape[1] - kh + 1, x.shape[2] - kw + 1  # static under jax.jit
     total = None
     for i in range(kh):
         for j in range(kw):
