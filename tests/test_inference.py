@@ -95,7 +95,9 @@ def test_spread_map_and_contact_sheet(model, image):
 CALLS = [(1, 37, 53), (3, 36, 34), (2, 64, 48), (1, 37, 53), (4, 33, 35)]
 PREDICT = """
 import json, numpy as np, keras, keras_mhdeblur
+from keras_mhdeblur import inference
 from keras_mhdeblur.inference import predictor
+inference.EAGER_SECONDS = 0.0  # the compiled path from the first call
 keras.utils.set_random_seed(0)
 TINY = dict(width=8, enc_blocks=(1, 1), middle_blocks=1, dec_blocks=(1, 1))
 rng = np.random.default_rng(0)
@@ -132,3 +134,25 @@ def test_inference_does_not_retrace_when_batch_or_size_changes(backend):
         # TLC's local pool needs static sizes, so TF traces it per bucket (Keras' own predict
         # would retrace it with unknown sizes, and fail).
         assert result["tlc"]["traces"] == buckets and result["tlc"]["error"] < 1e-5, result
+
+
+def test_predictor_runs_eagerly_until_its_budget_is_spent_then_compiles_once():
+    from keras_mhdeblur.inference import Predictor
+
+    keras.utils.set_random_seed(0)
+    model = keras_mhdeblur.NAFNetMH(heads=2, width=8, enc_blocks=(1, 1), middle_blocks=1,
+                                    dec_blocks=(1, 1))
+    rng = np.random.default_rng(0)
+    images = [rng.random((1, 36, 44, 3), dtype=np.float32) for _ in range(4)]
+    expected = [keras.ops.convert_to_numpy(model(image)) for image in images]
+
+    patient = Predictor(model)  # the default budget: a tiny model never spends it
+    for image, want in zip(images, expected):
+        np.testing.assert_allclose(patient(image), want, atol=1e-5)
+    assert patient.traces == 0
+
+    hasty = Predictor(model, eager_seconds=1e-9)  # the first call spends it
+    results = [hasty(image) for image in images]
+    assert hasty.traces == 1
+    for result, want in zip(results, expected):
+        np.testing.assert_allclose(result, want, atol=1e-5)
