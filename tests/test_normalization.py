@@ -68,3 +68,30 @@ def test_nafnet_uses_it_and_keeps_official_names():
     model = NAFNetMH(heads=2, width=8, enc_blocks=(1,), dec_blocks=(1,))
     names = official_parameter_map(model)
     assert {"encoders.0.0.norm1.weight", "encoders.0.0.norm2.bias"} <= set(names)
+
+
+def _op_types(concrete):
+    graph = concrete.graph.as_graph_def()
+    return {node.op for node in graph.node} | {
+        node.op for function in graph.library.function for node in function.node_def}
+
+
+def test_float32_takes_the_plain_form_except_where_exports_trace():
+    """Inside Keras a float32 norm needs no overflow guard (its per-pixel max |x| is a third of
+    the graph); exported graphs may run in float16, so the exports trace the guarded form."""
+    import tensorflow as tf
+
+    from keras_mhdeblur.export.serving import prepare_export
+    from keras_mhdeblur.layers import overflow_safe_norms
+
+    x = tf.TensorSpec((2, 4, 4, 16), "float32")
+    plain = tf.function(lambda v: channel_layer_norm(v)).get_concrete_function(x)
+    with overflow_safe_norms():
+        guarded = tf.function(lambda v: channel_layer_norm(v)).get_concrete_function(x)
+    assert "Abs" not in _op_types(plain) and "Abs" in _op_types(guarded)
+    values = np.random.default_rng(3).standard_normal((2, 4, 4, 16)).astype("float32") * 50
+    np.testing.assert_allclose(plain(tf.constant(values)).numpy(),
+                               guarded(tf.constant(values)).numpy(), atol=1e-5)
+
+    model = NAFNetMH(heads=2, width=8, enc_blocks=(1,), dec_blocks=(1,))
+    assert "Abs" in _op_types(prepare_export(model).trace(batch=1))

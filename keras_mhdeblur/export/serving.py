@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from keras_mhdeblur.export.errors import ExportError, check_choice
 from keras_mhdeblur.inference import output_choice
+from keras_mhdeblur.layers import overflow_safe_norms
 from keras_mhdeblur.models.surgery import rebuilt, with_tlc
 from keras_mhdeblur.saving import ModelFileError, load_model
 from keras_mhdeblur.scoring import auto_output
@@ -115,8 +116,10 @@ class PreparedExport:
         dimension: a concrete function image -> {"output": y}."""
         spec = tf.TensorSpec((batch, *self.input_size, 3), self.input_dtype, name="image")
         # autograph=False: the graph is plain TF ops (Python branches only on static values).
-        return tf.function(lambda image: {"output": self.serve(image)}, input_signature=[spec],
-                           autograph=False).get_concrete_function()
+        # Overflow-safe norms: GPU delegates run the float32 graph in float16.
+        with overflow_safe_norms():
+            return tf.function(lambda image: {"output": self.serve(image)},
+                               input_signature=[spec], autograph=False).get_concrete_function()
 
 
 def prepare_export(model, output=None, layout="heads", input_size=None, uint8_io=False,

@@ -9,11 +9,36 @@ largest |value| first keeps every intermediate in [-1, 1]; LayerNorm is scale in
 moving epsilon into the scaled units keeps the result exact:
 
     (x - m) / sqrt(v + eps) = (x/s - m/s) / sqrt(v/s^2 + eps/s^2)        for any s > 0.
+
+That arrangement costs a third more graph nodes, and a float32 LayerNorm inside Keras never
+needs it (the models normalise in at least float32 even under mixed precision), so it is taken
+where it matters: for float16/bfloat16 inputs, and for every norm traced inside
+`overflow_safe_norms()`, which the exports enter (their float32 graphs may run in float16).
+Elsewhere a plain float32 LayerNorm runs with the official code's analytic gradient (NAFNet's
+LayerNormFunction.backward), which keeps the training graph small: the first training step is
+traced and optimised faster, and the backward pass has fewer kernels.
 """
+
+import contextlib
+import threading
 
 import keras
 import numpy as np
 from keras import ops
+
+_SAFE = threading.local()
+
+
+@contextlib.contextmanager
+def overflow_safe_norms():
+    """Within it, every `channel_layer_norm` traced takes the overflow-safe arrangement, whatever
+    its dtype (see the module doc). The exports trace under it."""
+    previous = getattr(_SAFE, "active", False)
+    _SAFE.active = True
+    try:
+        yield
+    finally:
+        _SAFE.active = previous
 
 # s is at least this, so all-zero pixels divide by a normal number in every float type.
 _MIN_SCALE = 1e-3
@@ -29,6 +54,40 @@ def channel_layer_norm(x, gamma=None, beta=None, epsilon=1e-6):
     Returns:
         (..., C), same dtype as `x`. Equal to a float32 LayerNorm to ~1e-7 relative in float32.
     """
+    dtype = x.dtype
+    if (keras.backend.standardize_dtype(dtype) in ("float32", "float64")
+            and not getattr(_SAFE, "active", False)):
+        outputs = _normalise(x, epsilon)
+    else:
+        outputs = _normalise_overflow_safe(x, epsilon)
+    if gamma is not None:
+        outputs = outputs * ops.cast(gamma, dtype)
+    if beta is not None:
+        outputs = outputs + ops.cast(beta, dtype)
+    return outputs
+
+
+def _normalise(x, epsilon):
+    """(x - mean) / sqrt(var + epsilon) over the last axis, with its analytic gradient."""
+    @ops.custom_gradient
+    def normalise(values):
+        centred = values - ops.mean(values, axis=-1, keepdims=True)
+        inverse_std = ops.rsqrt(ops.mean(centred * centred, axis=-1, keepdims=True) + epsilon)
+        normalised = centred * inverse_std
+
+        def gradient(*args, upstream=None):
+            upstream = args[0] if upstream is None else upstream  # torch passes it by name
+            return inverse_std * (upstream - ops.mean(upstream, axis=-1, keepdims=True)
+                                  - normalised * ops.mean(upstream * normalised, axis=-1,
+                                                          keepdims=True))
+
+        return normalised, gradient
+
+    return normalise(x)
+
+
+def _normalise_overflow_safe(x, epsilon):
+    """`_normalise` with every intermediate in [-1, 1] (the module doc), autodiff gradient."""
     dtype = x.dtype
     # The result does not depend on s (see the module doc), so its gradient is exactly zero:
     # stopping it spares the backward pass the max's masks and keeps fewer activations.
@@ -46,12 +105,7 @@ def channel_layer_norm(x, gamma=None, beta=None, epsilon=1e-6):
     # A constant pixel has variance 0, and a float16 epsilon flushes to 0 for s > ~4: keep rsqrt
     # finite (the floor is float32's smallest normal in float32, so it changes nothing there).
     tiny = ops.cast(np.finfo(keras.backend.standardize_dtype(dtype)).tiny, dtype)
-    outputs = centred * ops.rsqrt(ops.maximum(variance + scaled_epsilon, tiny))
-    if gamma is not None:
-        outputs = outputs * ops.cast(gamma, dtype)
-    if beta is not None:
-        outputs = outputs + ops.cast(beta, dtype)
-    return outputs
+    return centred * ops.rsqrt(ops.maximum(variance + scaled_epsilon, tiny))
 
 
 @keras.saving.register_keras_serializable(package="keras_mhdeblur")
