@@ -72,8 +72,10 @@ def main():
     print(f"{'config':<12} {'nodes':>7} {'trace s':>8} {'first run s':>12} {'sum s':>7} "
           f"{'warm step s':>12}")
     for _ in range(args.repeat):
-        result = subprocess.run([sys.executable, __file__, "--child", *_without_repeat(sys.argv[1:])],
-                                capture_output=True, text=True)
+        child = ["--child", "--config", args.config, "--heads", str(args.heads), "--batch",
+                 str(args.batch), "--crop", str(args.crop)]
+        result = subprocess.run([sys.executable, __file__, *child], capture_output=True,
+                                text=True)
         rows = [line for line in result.stdout.splitlines() if line.startswith("ROW ")]
         if result.returncode or not rows:
             raise SystemExit(f"the measurement failed:\n{result.stderr[-3000:]}")
@@ -82,18 +84,6 @@ def main():
               f"{row['first_run_s']:>12.2f} {row['trace_s'] + row['first_run_s']:>7.2f} "
               f"{row['warm_step_s']:>12.2f}", flush=True)
     return 0
-
-
-def _without_repeat(argv):
-    kept, skip = [], False
-    for item in argv:
-        if skip:
-            skip = False
-        elif item == "--repeat":
-            skip = True
-        elif not item.startswith("--repeat="):
-            kept.append(item)
-    return kept
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ epsilon is set to PyTorch's 1e-8 (Keras defaults to 1e-7). `global_clipnorm` is 
 
 The recipes use this module's `Adam` and `AdamW`: Keras' optimisers with the same variables,
 config and arithmetic, whose TensorFlow step is built once per step instead of once per
-variable (docs/speed.md, "The optimiser step").
+variable (docs/speed.md, "The first training step: from 29 s to 7-10 s").
 """
 
 import keras
@@ -114,14 +114,16 @@ class _OncePerStep:
         return self._cached("learning_rate", super()._get_current_learning_rate)
 
     def update_step(self, gradient, variable, learning_rate):
+        # No cache means another backend, where TensorFlow may not even be installed.
+        if getattr(self, "_step_constants", None) is None or self.amsgrad:
+            return super().update_step(gradient, variable, learning_rate)
         import tensorflow as tf
 
-        if (getattr(self, "_step_constants", None) is None or self.amsgrad
-                or isinstance(gradient, tf.IndexedSlices)
-                or keras.backend.standardize_dtype(variable.dtype)
-                not in ("float16", "bfloat16", "float32", "float64")):
+        dtype = keras.backend.standardize_dtype(variable.dtype)
+        if (isinstance(gradient, tf.IndexedSlices)
+                or dtype not in ("float16", "bfloat16", "float32", "float64")):
             return super().update_step(gradient, variable, learning_rate)
-        dtype = tf.as_dtype(keras.backend.standardize_dtype(variable.dtype))
+        dtype = tf.as_dtype(dtype)
 
         def constants():
             step = ops.cast(self.iterations + 1, dtype)
