@@ -88,6 +88,8 @@ class TrainConfig:
             defaults.
         source: folder of sharp images for synthetic blur, or "builtin" (default),
             "builtin:train" (the built-in images without the held-out photos).
+        source_options: arguments of that source (`data.synthetic.SOURCE_OPTIONS`), e.g.
+            {"dead_leaves_count": 64}; {} for its defaults.
         val_data, val_split: validation folder; val_synthetic: else N held-out synthetic pairs.
         crop: training crop size (square); batch: global batch; steps: training iterations.
         val_every, checkpoint_every, keep: validation interval, checkpoint interval (steps) and
@@ -118,6 +120,7 @@ class TrainConfig:
     synthetic_label: str = "middle"
     synthetic_blur: dict = dataclasses.field(default_factory=dict)
     source: str | None = None
+    source_options: dict = dataclasses.field(default_factory=dict)
     val_data: str | None = None
     val_split: str | None = None
     val_synthetic: int = 0
@@ -189,6 +192,19 @@ class TrainConfig:
             BlurSettings(**self.synthetic_blur)
         except (TypeError, ValueError) as error:
             fail(f"synthetic_blur: {error}")
+        from keras_mhdeblur.data.synthetic import SOURCE_OPTIONS
+
+        if not isinstance(self.source_options, dict):
+            fail(f"source_options must be a mapping of source arguments, got "
+                 f"{self.source_options!r}")
+        if self.source_options and not self.synthetic:
+            fail("source_options apply to --synthetic training only")
+        kind = ("builtin" if self.source is None or str(self.source).startswith("builtin")
+                else "folder")
+        unknown = sorted(set(self.source_options) - set(SOURCE_OPTIONS[kind]))
+        if unknown:
+            fail(f"source_options: unknown option(s) {', '.join(unknown)} for a {kind} source; "
+                 f"known: {', '.join(SOURCE_OPTIONS[kind])}")
         if self.val_data is not None and self.val_synthetic:
             fail("give at most one validation source: --val-data DIR or --val-synthetic N")
         if not isinstance(self.val_synthetic, int) or self.val_synthetic < 0:
@@ -418,12 +434,15 @@ def load_initial_model(init_from):
 
 def initialise_from(model, config):
     """Copies the weights of `config.init_from` into the freshly built `model` (same
-    architecture; a scoring branch of the source is not carried over: train a new one)."""
+    architecture; a scoring branch of the source is not carried over: train a new one, and
+    neither is the step of its annealing schedule: the new run's schedule starts at 0)."""
     source = load_initial_model(config.init_from)
     check_model_matches(source, config, config.init_from)
     scorer = getattr(source, "output_scorer", None)
-    scorer_weights = {id(w) for w in scorer.weights} if scorer is not None else set()
-    backbone = [w for w in source.weights if id(w) not in scorer_weights]
+    left_out = {id(w) for w in scorer.weights} if scorer is not None else set()
+    if getattr(source, "loss_step", None) is not None:
+        left_out.add(id(source.loss_step))
+    backbone = [w for w in source.weights if id(w) not in left_out]
     if len(backbone) != len(model.weights):
         raise RunError(f"--init-from {config.init_from}: has {len(backbone)} weight tensors, the "
                        f"model to train has {len(model.weights)}; the architectures differ")
@@ -476,7 +495,8 @@ def synthetic_stream(config, seed_offset=0):
     from keras_mhdeblur.data import SyntheticPairs
 
     return SyntheticPairs(config.crop, seed=config.seed + seed_offset, source=config.source,
-                          label=config.synthetic_label, **config.synthetic_blur)
+                          label=config.synthetic_label, source_options=config.source_options,
+                          **config.synthetic_blur)
 
 
 def training_data(config, start_step=0, shard=None):

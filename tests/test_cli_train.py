@@ -195,7 +195,8 @@ def test_synthetic_blur_settings_come_from_the_config_file_and_are_checked(tmp_p
                         "checkpoint-every: 1\njit_compile: false\nsource: 'builtin:train'\n"
                         "overrides: {enc_blocks: [1], dec_blocks: [1]}\n"
                         "synthetic-blur: {blur_pixels: [2, 12], jpeg_quality: [80, 90], "
-                        "highlight_gain: [1, 2]}\n")
+                        "highlight_gain: [1, 2], blur_length_scale: log}\n"
+                        "source-options: {dead_leaves_count: 5}\n")
     from keras_mhdeblur.cli import build_parser
     from keras_mhdeblur.commands.train import resolve
     from keras_mhdeblur.training import synthetic_stream
@@ -206,10 +207,14 @@ def test_synthetic_blur_settings_come_from_the_config_file_and_are_checked(tmp_p
     assert config.synthetic_blur["blur_pixels"] == [2, 12]
     stream = synthetic_stream(config)
     assert stream.settings.blur_pixels == (2, 12) and stream.settings.jpeg_quality == (80, 90)
+    assert stream.settings.blur_length_scale == "log" and stream.source.dead_leaves_count == 5
     assert stream.source.photo_paths and all(  # builtin:train keeps the held-out photos out
         path.name not in ("chelsea.png", "coffee.png") for path in stream.source.photo_paths)
     for bad, message in (("{blur_length: 3}", "synthetic_blur: unknown setting(s) blur_length"),
-                         ("{highlight_gain: 0.5}", "synthetic_blur: highlight_gain must be >= 1")):
+                         ("{highlight_gain: 0.5}", "synthetic_blur: highlight_gain must be >= 1"),
+                         ("{blur_length_scale: cubic}", "blur_length_scale must be one of"),
+                         ("{}\nsource-options: {pool: 3}",
+                          "source_options: unknown option(s) pool for a builtin source")):
         settings.write_text(f"synthetic: true\nsynthetic-blur: {bad}\n")
         assert main(["train", "--config", str(settings), "--out", str(tmp_path / "x")]) == 1
         assert message in capsys.readouterr().err
@@ -241,6 +246,21 @@ def test_init_from_fine_tunes_a_model_with_its_architecture(tmp_path, capsys):
         np.testing.assert_array_equal(started, original)
     fresh = build_training_model(TrainConfig(**{**config.__dict__, "init_from": None}))
     assert not all(np.array_equal(a, b) for a, b in zip(fresh.get_weights(), source.get_weights()))
+    # A checkpoint of an annealed run carries its schedule's step: the weights come over, the
+    # step does not (the new run anneals from its own step 0).
+    annealed = build_model("nafnet-w32", heads=2, width=8, enc_blocks=[1, 1], dec_blocks=[1, 1],
+                           schedule_step=True)
+    for target, value in zip([w for w in annealed.weights if w is not annealed.loss_step],
+                             source.weights):
+        target.assign(value)
+    annealed.loss_step.assign(500)
+    save_model(annealed, tmp_path / "annealed.keras")
+    tuned_annealed = build_training_model(TrainConfig(**{
+        **config.__dict__, "init_from": str(tmp_path / "annealed.keras"), "temperature": 2.0}))
+    assert int(tuned_annealed.loss_step.numpy()) == 0
+    for started, original in zip([w for w in tuned_annealed.weights
+                                  if w is not tuned_annealed.loss_step], source.weights):
+        np.testing.assert_array_equal(np.asarray(started), np.asarray(original))
     capsys.readouterr()
     assert main(["train", "--out", str(tmp_path / "bad"), "--init-from", str(source_file),
                  "--synthetic", "--width", "16"]) == 1

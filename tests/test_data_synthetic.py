@@ -209,3 +209,42 @@ def test_realistic_settings_stay_seeded():
     np.testing.assert_array_equal(first[0], again[0])
     np.testing.assert_array_equal(first[1], again[1])
     assert not np.allclose(first[0], other[0])
+
+
+def test_log_blur_lengths_give_every_octave_the_same_share():
+    rng = np.random.default_rng(0)
+    log = BlurSettings(blur_pixels=(1, 32), blur_length_scale="log")
+    lengths = np.array([log.path_length(rng, 64, 64) for _ in range(20000)])
+    assert lengths.min() >= 1 and lengths.max() <= 32
+    shares = np.histogram(lengths, bins=[1, 2, 4, 8, 16, 32])[0] / len(lengths)
+    np.testing.assert_allclose(shares, 0.2, atol=0.015)  # linear would give 1-2 px 3%
+    linear = BlurSettings(blur_pixels=(1, 32))
+    linear_lengths = np.array([linear.path_length(rng, 64, 64) for _ in range(20000)])
+    assert np.mean(linear_lengths < 2) < 0.05
+    # A range relative to the crop is drawn the same way, in pixels of that crop.
+    relative = BlurSettings(blur_extent=(0.02, 0.16), blur_length_scale="log")
+    assert 0.02 * 100 <= relative.path_length(rng, 100, 200) <= 0.16 * 100
+    with pytest.raises(ValueError, match="blur_length_scale must be one of"):
+        BlurSettings(blur_length_scale="cubic")
+    with pytest.raises(ValueError, match="above 0"):
+        BlurSettings(blur_pixels=(0, 8), blur_length_scale="log")
+
+
+def test_source_options_reach_the_builtin_and_folder_sources(tmp_path):
+    stream = SyntheticPairs(32, seed=1, source="builtin:train",
+                            source_options={"dead_leaves_count": 3, "dead_leaves_size": 96})
+    assert stream.source.dead_leaves_count == 3 and stream.source.photo_share == 0.5
+    first = stream.arrays(2, workers=1)
+    again = SyntheticPairs(32, seed=1, source="builtin:train",
+                           source_options={"dead_leaves_count": 3, "dead_leaves_size": 96})
+    np.testing.assert_array_equal(first[0], again.arrays(2, workers=1)[0])
+    # The held-out source stays photos only, whatever the options say.
+    held_out = SyntheticPairs(32, source="builtin:heldout", source_options={"photo_share": 0.1})
+    assert held_out.source.photo_share == (1.0 if held_out.source.photo_paths else 0.0)
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "a.png")
+    folder = SyntheticPairs(16, source=str(tmp_path), source_options={"crops_per_image": 2})
+    assert folder.source.crops_per_image == 2
+    with pytest.raises(ValueError, match="unknown option.*dead_leaves_cont.*known: dead_leaves_count"):
+        SyntheticPairs(16, source_options={"dead_leaves_cont": 3})
+    with pytest.raises(ValueError, match="unknown option.*photo_share.*folder"):
+        SyntheticPairs(16, source=str(tmp_path), source_options={"photo_share": 0.3})

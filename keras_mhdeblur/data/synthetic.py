@@ -34,6 +34,7 @@ from keras_mhdeblur.data.sources import BuiltinSource, FolderSource
 from keras_mhdeblur.utils.files import write_json
 
 LABELS = ("middle", "random")
+LENGTH_SCALES = ("linear", "log")
 
 
 def srgb_to_linear(srgb):
@@ -141,6 +142,10 @@ class BlurSettings:
             the scene: linear light above `HIGHLIGHT_KNEE` is raised smoothly to this many times
             its value at white, so that lamps and sky clip in the label and smear into bright,
             clipped streaks in the blurry image, as a real sensor integrates them.
+        blur_length_scale: how a camera-path length is drawn from its range: "linear"
+            (uniform in pixels) or "log" (uniform in log length: every octave, 2-4 px as much as
+            16-32 px, gets the same share, so mild shake, the commonest in photos, is not rare;
+            the range must then start above 0).
     """
 
     num_subframes: int | tuple = (9, 15)
@@ -151,6 +156,7 @@ class BlurSettings:
     jpeg_quality: int | tuple | None = None
     blur_pixels: tuple | None = None
     highlight_gain: float | tuple = 1.0
+    blur_length_scale: str = "linear"
 
     def __post_init__(self):
         for field in dataclasses.fields(self):  # ranges read from JSON/YAML come as lists
@@ -169,9 +175,20 @@ class BlurSettings:
         gains = self.highlight_gain
         if (min(gains) if isinstance(gains, (tuple, list)) else gains) < 1:
             raise ValueError(f"highlight_gain must be >= 1, got {self.highlight_gain!r}")
+        if self.blur_length_scale not in LENGTH_SCALES:
+            raise ValueError(f"blur_length_scale must be one of {LENGTH_SCALES}, got "
+                             f"{self.blur_length_scale!r}")
+        lengths = self.blur_pixels if self.blur_pixels is not None else self.blur_extent
+        if self.blur_length_scale == "log" and not min(lengths) > 0:
+            raise ValueError(f"blur_length_scale='log' needs a length range above 0, got "
+                             f"{tuple(lengths)!r}")
 
     def path_length(self, rng, height, width):
         """A camera-path length in pixels for a (height, width) output."""
+        if self.blur_length_scale == "log":
+            low, high = (self.blur_pixels if self.blur_pixels is not None else
+                         [extent * min(height, width) for extent in self.blur_extent])
+            return float(math.exp(rng.uniform(math.log(low), math.log(high))))
         if self.blur_pixels is not None:
             return _draw(rng, tuple(self.blur_pixels))
         return _draw(rng, tuple(self.blur_extent)) * min(height, width)
@@ -336,15 +353,34 @@ def synthesize_blur(image, rng=None, settings=BlurSettings(), *, output_size=Non
 BUILTIN_SOURCES = {"builtin": "all", "builtin:train": "train", "builtin:heldout": "heldout"}
 
 
-def _as_source(source, seed):
-    if source is None:
-        return BuiltinSource(seed)
-    if isinstance(source, str) and source in BUILTIN_SOURCES and not Path(source).exists():
-        which = BUILTIN_SOURCES[source]
-        # The held-out set is photos only: dead leaves of any seed are the family it trained on.
-        return BuiltinSource(seed, photos=which, photo_share=1.0 if which == "heldout" else 0.5)
-    if isinstance(source, (str, os.PathLike)):
-        return FolderSource(source)
+# What `source_options` may set, per kind of source.
+SOURCE_OPTIONS = {"builtin": ("dead_leaves_count", "dead_leaves_size", "photo_scales", "photo_share"),
+                  "folder": ("recursive", "crops_per_image", "scales", "cached_images")}
+
+
+def _as_source(source, seed, options=None):
+    options = dict(options or {})
+    builtin = source is None or (isinstance(source, str) and source in BUILTIN_SOURCES
+                                 and not Path(source).exists())
+    is_folder = not builtin and isinstance(source, (str, os.PathLike))
+    if options:
+        if not (builtin or is_folder):
+            raise ValueError("source_options apply to the built-in source or a folder, not to "
+                             f"{source!r}")
+        kind = "builtin" if builtin else "folder"
+        unknown = sorted(set(options) - set(SOURCE_OPTIONS[kind]))
+        if unknown:
+            raise ValueError(f"source_options: unknown option(s) {', '.join(unknown)} for a "
+                             f"{kind} source; known: {', '.join(SOURCE_OPTIONS[kind])}")
+    if builtin:
+        which = BUILTIN_SOURCES[source or "builtin"]
+        defaults = {} if which == "all" else {"photos": which, "photo_share": 0.5}
+        if which == "heldout":  # photos only: dead leaves of any seed are the family it trained on
+            defaults["photo_share"] = 1.0
+            options.pop("photo_share", None)
+        return BuiltinSource(seed, **{**defaults, **options})
+    if is_folder:
+        return FolderSource(source, **options)
     if not hasattr(source, "region"):
         raise TypeError("source must be None, a folder or an object with "
                         f"region(seed, index, height, width); got {source!r}")
@@ -365,19 +401,24 @@ class SyntheticPairs:
             "builtin:heldout" for those photos alone (no dead leaves), a folder of sharp images, or an object with
             `region(seed, index, height, width)` (see `sources.py`).
         label, num_subframes, blur_extent, max_rotation_degrees, noise_sigma, jpeg_quality,
-        blur_pixels, highlight_gain: see `BlurSettings`.
+        blur_pixels, highlight_gain, blur_length_scale: see `BlurSettings`.
+        source_options: arguments of the built-in source or the folder source
+            (`SOURCE_OPTIONS`), e.g. {"dead_leaves_count": 64} for a larger pool of
+            dead-leaves images.
     """
 
     def __init__(self, size=(256, 256), seed=0, source=None, *, label="middle", num_subframes=(9, 15),
                  blur_extent=(0.02, 0.12), max_rotation_degrees=1.0, noise_sigma=0.0, jpeg_quality=None,
-                 blur_pixels=None, highlight_gain=1.0):
+                 blur_pixels=None, highlight_gain=1.0, blur_length_scale="linear",
+                 source_options=None):
         self.size = (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
         if min(self.size) < 1:
             raise ValueError(f"size must be positive, got {size}")
         self.seed = int(seed)
         self.settings = BlurSettings(num_subframes, tuple(blur_extent), max_rotation_degrees, label,
-                                     noise_sigma, jpeg_quality, blur_pixels, highlight_gain)
-        self.source = _as_source(source, self.seed)
+                                     noise_sigma, jpeg_quality, blur_pixels, highlight_gain,
+                                     blur_length_scale)
+        self.source = _as_source(source, self.seed, source_options)
 
     def pair(self, index, return_subframes=False):
         """Stream pair `index` as a `SyntheticPair`; `pair(i)[:2]` is (blurry, sharp)."""
