@@ -6,6 +6,7 @@
 Prints and writes (OUT/figures.json, OUT/*.png):
 - held-out synthetic pairs (the preset's blur on photos its training never saw, 192x192, seed
   `presets.HELD_OUT_SEED`): input, shipped output, best single head, oracle, wins, colour shifts;
+- the shipped output per octave of shake length (1-2 px to 16-32 px), so harm on mild blur shows;
 - the same on larger held-out pairs with and without NAFNet's test-time local pooling (TLC) at
   the training crop, to show whether the whole-image statistics matter;
 - the bundled real blurry photos: seconds, colour shift, and 1:1 sheets (input | output);
@@ -29,6 +30,8 @@ def parse():
     parser.add_argument("preset", help="preset name or folder")
     parser.add_argument("--out", required=True, help="folder for figures.json and the sheets")
     parser.add_argument("--pairs", type=int, default=32, help="held-out pairs (default 32)")
+    parser.add_argument("--per-octave", type=int, default=16,
+                        help="held-out pairs per octave of shake length (default 16)")
     parser.add_argument("--large", type=int, default=4, help="large held-out pairs for TLC")
     parser.add_argument("--large-size", type=int, default=512)
     return parser.parse_args()
@@ -52,8 +55,8 @@ def main():
     from keras_mhdeblur.data.sources import bundled_blurry_photo_paths
     from keras_mhdeblur.models.surgery import with_tlc
     from keras_mhdeblur.presets import from_preset, held_out_pairs, preset_metadata
-    from keras_mhdeblur.presets.measure import (figures_table, held_out_figures, photo_figures,
-                                                showcase_sheet)
+    from keras_mhdeblur.presets.measure import (blur_length_table, by_blur_length, figures_table,
+                                                held_out_figures, photo_figures, showcase_sheet)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -66,6 +69,11 @@ def main():
     results["held_out"] = held_out_figures(model, pairs)
     print(f"{args.pairs} held-out pairs of 192x192:\n{figures_table(results['held_out'])}")
     write_png(out / "held_out.png", showcase_sheet(model, pairs[:3], []))
+
+    results["by_blur_length"] = by_blur_length(model, metadata["training"]["recipe"],
+                                               args.per_octave)
+    print(f"{args.per_octave} held-out pairs of 192x192 per octave of shake length:\n"
+          f"{blur_length_table(results['by_blur_length'])}")
 
     large = held_out_pairs(args.preset, args.large, args.large_size)
     results["large"] = {"size": args.large_size,

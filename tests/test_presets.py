@@ -185,3 +185,19 @@ def test_shipped_presets_reproduce_their_reference_outputs_on_jax():
     """, backend="jax")
     lines = out.strip().splitlines()
     assert lines and all(float(line.split()[1]) <= 1e-4 for line in lines)
+
+
+def test_by_blur_length_measures_each_octave_on_the_same_regions(preset):
+    from keras_mhdeblur.presets.measure import blur_length_table, by_blur_length
+
+    model, _ = preset
+    recipe = {"synthetic_blur": {"noise_sigma": 0.0, "blur_length_scale": "log"}}
+    rows = by_blur_length(model, recipe, 2, size=32, octaves=((1, 2), (8, 16)))
+    assert [row["blur_pixels"] for row in rows] == [[1, 2], [8, 16]]
+    # The same held-out regions, blurred longer: the input is further from the sharp image.
+    assert rows[0]["input_psnr"] > rows[1]["input_psnr"] + 1
+    for row in rows:
+        assert row["shipped_gain_db"] == pytest.approx(row["shipped_psnr"] - row["input_psnr"])
+        assert row["oracle_psnr"] >= row["shipped_psnr"] - 1e-9
+    table = blur_length_table(rows)
+    assert table.splitlines()[1].startswith("1-2") and "8-16" in table

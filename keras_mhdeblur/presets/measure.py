@@ -105,6 +105,48 @@ def held_out_figures(model, pairs):
     }
 
 
+# Camera-shake lengths, in pixels, of the octaves `by_blur_length` measures: from a near-sharp
+# photo to the longest shake of the training recipes.
+BLUR_OCTAVES = ((1, 2), (2, 4), (4, 8), (8, 16), (16, 32))
+
+
+def by_blur_length(model, recipe, count, size=192, octaves=BLUR_OCTAVES):
+    """The shipped output against the input per octave of camera-shake length.
+
+    Each octave's pairs are the recipe's blur (its noise, JPEG, highlights, label) with the
+    path length drawn uniformly in that octave, on the held-out photos, from the same seed: the
+    same regions and noise, only the length differs. So a model that helps long shake and harms
+    mild shake shows it, whatever share of each the recipe trained on.
+
+    Returns:
+        [{"blur_pixels": [low, high], "input_psnr", "shipped_psnr", "oracle_psnr",
+          "shipped_gain_db"}, ...], one per octave.
+    """
+    from keras_mhdeblur.presets import held_out_pairs_for_recipe
+
+    rows = []
+    for low, high in octaves:
+        blur = {**recipe.get("synthetic_blur", {}), "blur_pixels": [low, high],
+                "blur_length_scale": "linear"}
+        figures = held_out_figures(model, held_out_pairs_for_recipe(
+            {**recipe, "synthetic_blur": blur}, count, size))
+        rows.append({"blur_pixels": [low, high], "input_psnr": figures["input_psnr"],
+                     "shipped_psnr": figures["shipped_psnr"],
+                     "oracle_psnr": figures["oracle_psnr"],
+                     "shipped_gain_db": figures["shipped_gain_db"]})
+    return rows
+
+
+def blur_length_table(rows):
+    """`by_blur_length`'s rows as a small text table."""
+    lines = [f"{'shake (px)':<12}{'input':>8}{'shipped':>9}{'gain':>8}{'oracle':>8}"]
+    for row in rows:
+        low, high = row["blur_pixels"]
+        lines.append(f"{f'{low}-{high}':<12}{row['input_psnr']:8.2f}{row['shipped_psnr']:9.2f}"
+                     f"{row['shipped_gain_db']:+8.2f}{row['oracle_psnr']:8.2f}")
+    return "\n".join(lines)
+
+
 def figures_table(figures):
     """The held-out figures as a small text table (PSNR, SSIM, gain over the input)."""
     base = figures["input_psnr"]
