@@ -87,6 +87,9 @@ def test_make_preset_packs_a_run_and_commands_take_it(tmp_path, capsys):
     assert [p["photo"] for p in metadata["measured"]["real_photos"]] == [
         path.name for path in bundled_blurry_photo_paths()]
     assert metadata["training"]["recipe"]["steps"] == 2
+    assert "initialised_from" not in metadata["training"]
+    assert [row["blur_pixels"] for row in metadata["measured"]["by_blur_length"]] == [
+        [1, 2], [2, 4], [4, 8], [8, 16], [16, 32]]
     assert metadata["measured"]["validation_best_overall_psnr"] is not None
     best = load_model(run / "best.keras", compile=False)
     image = random_images((16, 16, 3))
@@ -201,3 +204,22 @@ def test_by_blur_length_measures_each_octave_on_the_same_regions(preset):
         assert row["oracle_psnr"] >= row["shipped_psnr"] - 1e-9
     table = blur_length_table(rows)
     assert table.splitlines()[1].startswith("1-2") and "8-16" in table
+
+
+def test_a_fine_tuned_preset_records_what_it_started_from(tmp_path):
+    from keras_mhdeblur.commands.presets import initial_training
+    from keras_mhdeblur.presets import DEFAULT_PRESET, preset_metadata
+
+    run = tmp_path / "stage1"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"steps": 24, "width": 8}))
+    (run / "state.json").write_text(json.dumps({"step": 24, "finished": True}))
+    checkpoint = run / "checkpoints" / "step-0000024.keras"
+    checkpoint.write_bytes(b"")  # only its place in the run folder is read
+    record = initial_training(str(checkpoint))
+    assert record == {"model": str(checkpoint), "recipe": {"steps": 24, "width": 8},
+                      "steps_done": 24, "finished": True}
+    shipped = initial_training(DEFAULT_PRESET)
+    assert shipped["recipe"] == preset_metadata(DEFAULT_PRESET)["training"]["recipe"]
+    assert initial_training(str(tmp_path / "elsewhere.keras")) == {
+        "model": str(tmp_path / "elsewhere.keras")}

@@ -48,17 +48,41 @@ def preset_metadata_of_run(run, name, description, model_file):
     config = run.read_config()
     state = run.read_state()
     best = state.get("best") or {}
+    training = {"recipe": config, "steps_done": state.get("step"),
+                "finished": bool(state.get("finished")), "source_file": model_file.name}
+    if config.get("init_from"):
+        training["initialised_from"] = initial_training(config["init_from"])
     return {
         "name": name,
         "description": description,
         "keras_mhdeblur_version": keras_mhdeblur.__version__,
-        "training": {"recipe": config, "steps_done": state.get("step"),
-                     "finished": bool(state.get("finished")), "source_file": model_file.name},
+        "training": training,
         "measured": {"validation_step": best.get("step"),
                      "validation_best_overall_psnr": best.get("best_overall_psnr"),
                      "validation_best_single_head_psnr": best.get("best_single_head_psnr"),
                      "validation_best_single_head": best.get("best_single_head")},
     }
+
+
+def initial_training(init_from):
+    """What a fine-tuned run started from, for its preset's metadata: the training record of the
+    preset it names, or the recipe and steps of the run whose checkpoint it names; else the
+    name alone."""
+    from keras_mhdeblur.presets import PresetError, preset_metadata
+    from keras_mhdeblur.training import RunDirectory
+
+    record = {"model": str(init_from)}
+    path = Path(init_from)
+    for folder in (path.parent.parent, path.parent):  # run/checkpoints/step-N.keras, run/best.keras
+        run = RunDirectory(folder)
+        if path.suffix == ".keras" and run.config_path.exists():
+            state = run.read_state()
+            return {**record, "recipe": run.read_config(), "steps_done": state.get("step"),
+                    "finished": bool(state.get("finished"))}
+    try:
+        return {**record, **preset_metadata(init_from).get("training", {})}
+    except PresetError:
+        return record
 
 
 def select_on_validation(model, run, metadata):
@@ -81,14 +105,18 @@ def measure(model, recipe, count):
     """Held-out and real-photo figures (`presets.measure`) for the metadata."""
     from keras_mhdeblur.data.sources import bundled_blurry_photo_paths
     from keras_mhdeblur.presets import HELD_OUT_SEED, held_out_pairs_for_recipe
-    from keras_mhdeblur.presets.measure import figures_table, held_out_figures, photo_figures
+    from keras_mhdeblur.presets.measure import (blur_length_table, by_blur_length, figures_table,
+                                                held_out_figures, photo_figures)
 
     pairs = held_out_pairs_for_recipe(recipe, count)
     figures = {**held_out_figures(model, pairs), "seed": HELD_OUT_SEED,
                "source": "builtin:heldout"}
-    photos, _ = photo_figures(model, bundled_blurry_photo_paths())
     print(figures_table(figures))
-    return {"held_out": figures, "real_photos": photos}
+    octaves = by_blur_length(model, recipe, max(1, count // 2))
+    print(f"per octave of shake length ({max(1, count // 2)} pairs each):\n"
+          f"{blur_length_table(octaves)}")
+    photos, _ = photo_figures(model, bundled_blurry_photo_paths())
+    return {"held_out": figures, "by_blur_length": octaves, "real_photos": photos}
 
 
 @reports_errors("make-preset")
