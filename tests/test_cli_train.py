@@ -265,3 +265,21 @@ def test_init_from_fine_tunes_a_model_with_its_architecture(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "bad"), "--init-from", str(source_file),
                  "--synthetic", "--width", "16"]) == 1
     assert "fixes the architecture; drop width=16 (it has 8)" in capsys.readouterr().err
+    # A recipe may spell out what the model has, defaults included; only a different value is
+    # a conflict.
+    from keras_mhdeblur.cli import build_parser
+    from keras_mhdeblur.commands import CommandError
+    from keras_mhdeblur.commands.train import resolve
+
+    def resolved(*extra):
+        return resolve(build_parser().parse_args([
+            "train", "--out", str(tmp_path / "r"), "--init-from", str(source_file),
+            "--synthetic", *extra]))[0]
+
+    agreeing = resolved("--width", "8", "--override", "middle_blocks=1",  # the default
+                        "--override", "dec_blocks=[1,1]")
+    assert agreeing.width == 8 and agreeing.overrides == {"enc_blocks": [1, 1],
+                                                          "dec_blocks": [1, 1]}
+    with pytest.raises(CommandError, match=r"drop overrides \{'middle_blocks': 2\} \(it has "
+                                           r"\{'middle_blocks': 1\}\)"):
+        resolved("--override", "middle_blocks=2")

@@ -199,11 +199,27 @@ def _architecture_from(init_from, requested):
     """The architecture settings of the --init-from model; explicit ones must agree with it."""
     from keras_mhdeblur.training import architecture_of, load_initial_model
 
-    architecture = {"width": None, **architecture_of(load_initial_model(init_from))}
-    conflicts = [f"{name}={requested[name]!r} (it has {architecture[name]!r})"
-                 for name in ARCHITECTURE_SETTINGS
-                 if name in requested and json.loads(json.dumps(requested[name])) !=
-                 architecture[name] and not (name == "overrides" and not requested[name])]
+    model = load_initial_model(init_from)
+    architecture = {"width": None, **architecture_of(model)}
+    # A setting agrees when the model has that value, even where it is the config's default
+    # (a recipe may spell out dec_blocks=[1, 1, 1, 1], which architecture_of leaves out).
+    actual = json.loads(json.dumps(model.get_config(), default=str))
+    plain = {name: json.loads(json.dumps(value)) for name, value in requested.items()}
+    conflicts = []
+    for name in ARCHITECTURE_SETTINGS:
+        if name not in requested:
+            continue
+        if name == "overrides":
+            differing = {key: value for key, value in plain[name].items()
+                         if actual.get(key) != value}
+            if differing:
+                conflicts.append(f"overrides {differing!r} (it has "
+                                 f"{ {key: actual.get(key) for key in differing}!r})")
+        elif name == "width" and plain[name] is not None:
+            if plain[name] != actual.get("width"):
+                conflicts.append(f"width={requested[name]!r} (it has {actual.get('width')!r})")
+        elif plain[name] != architecture[name]:
+            conflicts.append(f"{name}={requested[name]!r} (it has {architecture[name]!r})")
     if conflicts:
         raise CommandError(f"--init-from {init_from} fixes the architecture; drop "
                            f"{', '.join(conflicts)}")
