@@ -164,7 +164,30 @@ def test_add_scorer_then_auto_in_deblur_and_evaluate(files, tmp_path, capsys):
     assert main(["add-scorer", str(root / "model.keras"), str(scored_path), "--synthetic"]) == 1
     assert "already exists; pass --overwrite" in capsys.readouterr().err
     assert main(["add-scorer", str(root / "model.keras"), str(tmp_path / "x.keras")]) == 1
-    assert "--data DIR or --synthetic" in capsys.readouterr().err
+    assert "--data DIR, --synthetic or --from-run RUN_DIR" in capsys.readouterr().err
+    # --from-run: the pairs of the run that trained the model (its blur recipe), another seed.
+    from keras_mhdeblur.commands.add_scorer import run_pairs
+    from keras_mhdeblur.training import TrainConfig
+
+    run = tmp_path / "run"
+    run.mkdir()
+    recipe = TrainConfig(synthetic=True, source="builtin:train", crop=64, seed=42,
+                         synthetic_blur={"blur_pixels": [1, 8], "blur_length_scale": "log"},
+                         source_options={"dead_leaves_count": 2, "dead_leaves_size": 96})
+    (run / "config.json").write_text(json.dumps(recipe.to_dict()))
+    pairs_config = run_pairs(run)
+    assert (pairs_config.synthetic_blur, pairs_config.source_options, pairs_config.source) == (
+        recipe.synthetic_blur, recipe.source_options, "builtin:train")
+    assert main(["add-scorer", str(root / "model.keras"), str(tmp_path / "from_run.keras"),
+                 "--from-run", str(run), "--crop", "32", "--batch", "2", "--steps", "2"]) == 0
+    assert load_model(tmp_path / "from_run.keras", compile=False).output_scorer is not None
+    capsys.readouterr()
+    assert main(["add-scorer", str(root / "model.keras"), str(tmp_path / "y.keras"),
+                 "--from-run", str(run), "--source", "somewhere"]) == 1
+    assert "drop --source" in capsys.readouterr().err
+    assert main(["add-scorer", str(root / "model.keras"), str(tmp_path / "y.keras"),
+                 "--from-run", str(tmp_path)]) == 1
+    assert "not a training run folder" in capsys.readouterr().err
     assert main(["add-scorer", str(root / "model.keras"), str(tmp_path / "x.keras"),
                  "--synthetic", "--crop", "36"]) == 1
     assert "multiple of --patch-size" in capsys.readouterr().err

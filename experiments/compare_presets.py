@@ -1,0 +1,57 @@
+"""Two or more presets side by side on the same held-out pairs.
+
+    python experiments/compare_presets.py nafnet-w16-mh4 path/to/other-preset --out runs/compare.json
+
+For every preset: the shipped output per octave of shake length (`presets.measure.by_blur_length`,
+the first preset's recipe, the same regions for all), and the held-out figures under each
+preset's own recipe (its blur on the held-out photos, 192x192, seed `presets.HELD_OUT_SEED`), so
+that a model trained on one blur distribution is also read on the other's.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("presets", nargs="+", help="preset names or folders")
+    parser.add_argument("--pairs", type=int, default=32, help="held-out pairs per recipe")
+    parser.add_argument("--per-octave", type=int, default=16, help="pairs per octave")
+    parser.add_argument("--out", help="also write the figures to this JSON file")
+    args = parser.parse_args()
+
+    from keras_mhdeblur.presets import from_preset, held_out_pairs_for_recipe, preset_metadata
+    from keras_mhdeblur.presets.measure import blur_length_table, by_blur_length, held_out_figures
+
+    recipes = {str(name): preset_metadata(name)["training"]["recipe"] for name in args.presets}
+    kept = ("input_psnr", "shipped_psnr", "shipped_gain_db", "oracle_psnr",
+            "outputs_winning_5_percent", "max_colour_cast_levels",
+            "mean_brightness_shift_levels", "target_brightness_shift_levels")
+    results = {}
+    for name in args.presets:
+        model = from_preset(name)
+        octaves = by_blur_length(model, recipes[str(args.presets[0])], args.per_octave)
+        print(f"{name}, {args.per_octave} held-out pairs per octave of shake length:\n"
+              f"{blur_length_table(octaves)}")
+        results[str(name)] = {"by_blur_length": octaves, "held_out": {}}
+        for recipe_of, recipe in recipes.items():
+            figures = held_out_figures(model, held_out_pairs_for_recipe(recipe, args.pairs))
+            results[str(name)]["held_out"][recipe_of] = {key: figures[key] for key in kept}
+            print(f"{name} on {args.pairs} held-out pairs of {recipe_of}'s blur: input "
+                  f"{figures['input_psnr']:.2f} -> shipped {figures['shipped_psnr']:.2f} dB "
+                  f"({figures['shipped_gain_db']:+.2f}), oracle {figures['oracle_psnr']:.2f}, "
+                  f"brightness {figures['mean_brightness_shift_levels']:+.2f} levels (sharp "
+                  f"{figures['target_brightness_shift_levels']:+.2f})")
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        temporary = out.with_name(f".{out.name}.tmp")
+        temporary.write_text(json.dumps(results, indent=2, default=float) + "\n")
+        temporary.replace(out)
+        print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
