@@ -192,19 +192,17 @@ class TrainConfig:
             BlurSettings(**self.synthetic_blur)
         except (TypeError, ValueError) as error:
             fail(f"synthetic_blur: {error}")
-        from keras_mhdeblur.data.synthetic import SOURCE_OPTIONS
+        from keras_mhdeblur.data.synthetic import check_source_options
 
         if not isinstance(self.source_options, dict):
             fail(f"source_options must be a mapping of source arguments, got "
                  f"{self.source_options!r}")
         if self.source_options and not self.synthetic:
             fail("source_options apply to --synthetic training only")
-        kind = ("builtin" if self.source is None or str(self.source).startswith("builtin")
-                else "folder")
-        unknown = sorted(set(self.source_options) - set(SOURCE_OPTIONS[kind]))
-        if unknown:
-            fail(f"source_options: unknown option(s) {', '.join(unknown)} for a {kind} source; "
-                 f"known: {', '.join(SOURCE_OPTIONS[kind])}")
+        try:
+            check_source_options(self.source, self.source_options)
+        except ValueError as error:
+            fail(str(error))
         if self.val_data is not None and self.val_synthetic:
             fail("give at most one validation source: --val-data DIR or --val-synthetic N")
         if not isinstance(self.val_synthetic, int) or self.val_synthetic < 0:

@@ -358,8 +358,12 @@ SOURCE_OPTIONS = {"builtin": ("dead_leaves_count", "dead_leaves_size", "photo_sc
                   "folder": ("recursive", "crops_per_image", "scales", "cached_images")}
 
 
-def _as_source(source, seed, options=None):
-    options = dict(options or {})
+def check_source_options(source, options):
+    """Raises ValueError unless `options` are arguments of `source`'s kind (`SOURCE_OPTIONS`).
+
+    Returns:
+        (builtin, is_folder) for `source`.
+    """
     builtin = source is None or (isinstance(source, str) and source in BUILTIN_SOURCES
                                  and not Path(source).exists())
     is_folder = not builtin and isinstance(source, (str, os.PathLike))
@@ -372,6 +376,12 @@ def _as_source(source, seed, options=None):
         if unknown:
             raise ValueError(f"source_options: unknown option(s) {', '.join(unknown)} for a "
                              f"{kind} source; known: {', '.join(SOURCE_OPTIONS[kind])}")
+    return builtin, is_folder
+
+
+def _as_source(source, seed, options=None):
+    options = dict(options or {})
+    builtin, is_folder = check_source_options(source, options)
     if builtin:
         which = BUILTIN_SOURCES[source or "builtin"]
         defaults = {} if which == "all" else {"photos": which, "photo_share": 0.5}
