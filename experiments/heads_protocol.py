@@ -38,7 +38,7 @@ from keras_mhdeblur.inference import restore
 from keras_mhdeblur.saving import load_model, save_model
 from keras_mhdeblur.utils.files import write_json
 from keras_mhdeblur.uncertainty import spread_error_report
-from keras_mhdeblur.scoring import FUSIONS, fit_scorer, with_output_scorer
+from keras_mhdeblur.scoring import FUSIONS, INPUTS, OBJECTIVES, fit_scorer, with_output_scorer
 from keras_mhdeblur.training import (TEST_SEED_OFFSET, TrainConfig, synthetic_stream, train,
                                      training_data, validation_pairs)
 
@@ -127,14 +127,8 @@ def run_one(variant, seed, args, out_dir, log):
         selection = select_best_head(model, validation_pairs(config))
         record["selected_output"] = int(model.selected_output)
         record["selection_validation_psnr"] = selection["best_single_head_psnr"]
-        if args.scorer_steps:
-            # The scoring branch, trained with the backbone frozen on the training stream after
-            # the samples the backbone saw.
-            scored = with_output_scorer(model)
-            fit_scorer(scored, training_data(config, start_step=config.steps), args.scorer_steps)
-            record["auto_psnr"] = auto_psnrs(scored, test_pairs)
-            save_model(scored, run_dir / "scored.keras")
-        record["uncertainty"] = uncertainty(scored if args.scorer_steps else model, test_pairs)
+        scored = add_scorers(record, model, config, test_pairs, args, run_dir)
+        record["uncertainty"] = uncertainty(scored or model, test_pairs)
     summary = evaluate_model(model, test_pairs, compute_ssim=False).summary()
     final = probe(model, blurry, sharp)
     record.update(test=summary, test_wins=final["wins"], test_colour_bias=final["colour_bias"],
@@ -144,20 +138,108 @@ def run_one(variant, seed, args, out_dir, log):
     return record
 
 
+def scorer_spec(text):
+    """"INPUTS[:OBJECTIVE][@PATCH]" (scoring.INPUTS, scoring.OBJECTIVES, a power of two) ->
+    (inputs, objective, patch size); by default the winner objective on 8x8 patches."""
+    text, _, patch = text.partition("@")
+    inputs, _, objective = text.partition(":")
+    objective = objective or "winner"
+    if inputs not in INPUTS or objective not in OBJECTIVES or not (patch or "8").isdigit():
+        raise SystemExit(f"--scorers: {text!r} is not INPUTS[:OBJECTIVE][@PATCH] with INPUTS one "
+                         f"of {INPUTS} and OBJECTIVE one of {OBJECTIVES}")
+    return inputs, objective, int(patch or 8)
+
+
+def scored_path(run_dir, spec):
+    """The file of a run's scored model for one --scorers spec."""
+    if spec == "candidates":
+        return run_dir / "scored.keras"
+    return run_dir / f"scored-{spec.replace(':', '-').replace('@', '-p')}.keras"
+
+
+def add_scorers(record, model, config, test_pairs, args, run_dir):
+    """Trains each scoring branch of --scorers that the record lacks (backbone frozen, on the
+    training stream after the samples the backbone saw) and stores its auto PSNRs in
+    record["auto"][spec]. Returns the first spec's scored model (None without scorers); its
+    file is <run>/scored.keras."""
+    if "auto_psnr" in record:  # records written before the scorer had inputs
+        record.setdefault("auto", {})["candidates"] = record.pop("auto_psnr")
+    record.setdefault("auto", {})
+    first = None
+    if not args.scorer_steps:
+        return first
+    for spec in (s for s in args.scorers.split(",") if s):
+        path = scored_path(run_dir, spec)
+        if spec in record["auto"] and path.exists():
+            stored = load_model(path, compile=True)
+            if "cross_entropy" not in record["auto"][spec]:  # figures added since
+                record["auto"][spec] = auto_psnrs(stored, test_pairs)
+            first = stored if first is None else first
+            continue
+        inputs, objective, patch_size = scorer_spec(spec)
+        keras.utils.set_random_seed(config.seed)  # same branch initialisation for every run
+        scored = with_output_scorer(model, patch_size=patch_size, inputs=inputs)
+        fit_scorer(scored, training_data(config, start_step=config.steps), args.scorer_steps,
+                   objective=objective)
+        record["auto"][spec] = auto_psnrs(scored, test_pairs)
+        save_model(scored, path)
+        first = scored if first is None else first
+    return first
+
+
+def fill_scorers(record, out_dir, args):
+    """Adds the --scorers that a finished record lacks."""
+    specs = [s for s in args.scorers.split(",") if s]
+    have = {spec for spec, figures in record.get("auto", {}).items() if "cross_entropy" in figures}
+    if record["variant"] == "single" or all(spec in have for spec in specs):
+        return record
+    run_dir = out_dir / f"{record['variant']}-seed{record['seed']}"
+    model = load_model(run_dir / "model.keras", compile=True)
+    config = TrainConfig.from_dict(record["config"])
+    blurry, sharp = synthetic_stream(config, TEST_SEED_OFFSET).arrays(args.test_pairs)
+    pairs = [(f"{i:06d}", b, s) for i, (b, s) in enumerate(zip(blurry, sharp))]
+    add_scorers(record, model, config, pairs, args, run_dir)
+    write_json(out_dir / f"{record['variant']}-seed{record['seed']}.json", record)
+    return record
+
+
 def auto_psnrs(model, pairs):
-    """Mean 8-bit PSNR of the auto output with each fusion ("soft", "pick")."""
+    """The auto output on held-out pairs: mean 8-bit PSNR with each fusion ("soft", "pick"),
+    and how much the branch knows of the per-patch winner: its top-1 accuracy and
+    cross-entropy (nats) against those of the winners' own frequencies on these pairs
+    (`prior_*`, the best any input-blind guess does), and the PSNR of the plain mean of the
+    outputs (`uniform`, what the soft fusion falls back to when it knows nothing)."""
     from keras_mhdeblur.evaluation import psnr_uint8
     from keras_mhdeblur.data.io import to_uint8
+    from keras_mhdeblur.scoring import patch_winners
 
-    scores = {fusion: [] for fusion in FUSIONS}
+    scorer = model.output_scorer
+    scores = {fusion: [] for fusion in (*FUSIONS, "uniform")}
+    hits, cross_entropy, winners_seen = [], [], []
     for _, blurry, sharp in pairs:
-        outputs = restore(model, blurry, which="all")[None]
-        logits = model.output_scorer(blurry[None], outputs)
+        outputs, features = model.outputs_and_features(blurry[None])
+        outputs = model.final_output(outputs)
+        logits = scorer(blurry[None], outputs, features)
         for fusion in FUSIONS:
-            fused = model.output_scorer.fuse_with_logits(outputs, logits, fusion)
-            fused = keras.ops.convert_to_numpy(fused)[0]
-            scores[fusion].append(psnr_uint8(to_uint8(fused), to_uint8(sharp)))
-    return {fusion: float(np.mean(values)) for fusion, values in scores.items()}
+            fused = keras.ops.convert_to_numpy(scorer.fuse_with_logits(outputs, logits, fusion))
+            scores[fusion].append(psnr_uint8(to_uint8(fused[0]), to_uint8(sharp)))
+        mean = keras.ops.convert_to_numpy(outputs)[0].mean(axis=0)
+        scores["uniform"].append(psnr_uint8(to_uint8(mean), to_uint8(sharp)))
+        winners = keras.ops.convert_to_numpy(patch_winners(outputs, sharp[None],
+                                                           scorer.patch_size))[0]
+        logits = keras.ops.convert_to_numpy(logits)[0]
+        log_p = logits - np.log(np.exp(logits - logits.max(0)).sum(0)) - logits.max(0)
+        rows, columns = np.indices(winners.shape)
+        cross_entropy.append(-log_p[winners, rows, columns].mean())
+        hits.append((logits.argmax(0) == winners).mean())
+        winners_seen.append(winners.ravel())
+    frequencies = np.bincount(np.concatenate(winners_seen), minlength=scorer.num_outputs)
+    frequencies = frequencies / frequencies.sum()
+    live = frequencies[frequencies > 0]
+    return {**{name: float(np.mean(values)) for name, values in scores.items()},
+            "winner_accuracy": float(np.mean(hits)), "cross_entropy": float(np.mean(cross_entropy)),
+            "prior_accuracy": float(frequencies.max()),
+            "prior_entropy": float(-(live * np.log(live)).sum())}
 
 
 def uncertainty(model, pairs, count=16):
@@ -177,7 +259,7 @@ def fill_uncertainty(record, out_dir, args):
     if record["variant"] == "single" or "uncertainty" in record:
         return record
     run_dir = out_dir / f"{record['variant']}-seed{record['seed']}"
-    path = run_dir / "scored.keras"
+    path = scored_path(run_dir, args.scorers.split(",")[0])
     model = load_model(path if path.exists() else run_dir / "model.keras", compile=True)
     if model.output_scorer is None:
         model.selected_output = record["selected_output"]
@@ -201,11 +283,11 @@ def table(records, inputs):
     test, auto, oracle, spread-map scores, live outputs and heads, worst colour cast); mean over
     seeds and per seed. Variants run on fewer seeds are left out (see `diagnosis`)."""
     seeds = sorted(inputs)
-    lines = [f"{'':<34}{'mean':>8}  " + "  ".join(f"{'seed ' + str(s):>8}" for s in seeds)]
+    lines = [f"{'':<44}{'mean':>8}  " + "  ".join(f"{'seed ' + str(s):>8}" for s in seeds)]
 
     def row(label, values):
         values = [values[s] for s in seeds]
-        lines.append(f"{label:<34}{np.mean(values):8.3f}  " +
+        lines.append(f"{label:<44}{np.mean(values):8.3f}  " +
                      "  ".join(f"{v:8.3f}" for v in values))
 
     row("input (blurry) PSNR", inputs)
@@ -225,10 +307,25 @@ def table(records, inputs):
             {s: runs[s]["test"]["per_output_psnr"][runs[s]["selected_output"]] for s in seeds})
         row(f"{variant}: best single head (test)",
             {s: runs[s]["test"]["best_single_head_psnr"] for s in seeds})
-        if all("auto_psnr" in runs[s] for s in seeds):
+        autos = [{"candidates": runs[s]["auto_psnr"]} if "auto_psnr" in runs[s]
+                 else runs[s].get("auto", {}) for s in seeds]
+        specs = sorted(set.intersection(*(set(a) for a in autos)))
+        for spec in specs:
             for fusion in FUSIONS:
-                row(f"{variant}: auto ({fusion})",
-                    {s: runs[s]["auto_psnr"][fusion] for s in seeds})
+                row(f"{variant}: auto ({spec}, {fusion})",
+                    dict(zip(seeds, (a[spec][fusion] for a in autos))))
+            if all("cross_entropy" in a[spec] for a in autos):
+                for key, label in (("winner_accuracy", "winner top-1"),
+                                   ("cross_entropy", "cross-entropy")):
+                    row(f"  {spec}: {label}", dict(zip(seeds, (a[spec][key] for a in autos))))
+        if specs and all("uniform" in a[specs[0]] for a in autos):
+            first = specs[0]
+            row(f"{variant}: mean of the outputs", dict(zip(seeds, (a[first]["uniform"]
+                                                                     for a in autos))))
+            row("  winners' frequencies: top-1", dict(zip(seeds, (a[first]["prior_accuracy"]
+                                                                  for a in autos))))
+            row("  winners' frequencies: entropy", dict(zip(seeds, (a[first]["prior_entropy"]
+                                                                    for a in autos))))
         row(f"{variant}: best overall (oracle)",
             {s: runs[s]["test"]["best_overall_psnr"] for s in seeds})
         if all("uncertainty" in runs[s] for s in seeds):
@@ -286,6 +383,10 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--temperature", type=float, default=2.0)
     parser.add_argument("--relaxation", type=float, default=0.1)
+    parser.add_argument("--scorers", default="candidates",
+                        help="scoring branches to train on each multi-head run, comma-separated "
+                             "INPUTS[:OBJECTIVE][@PATCH]: candidates, features or both; winner "
+                             "or fusion; patch size (default 8)")
     parser.add_argument("--scorer-steps", type=int, default=300,
                         help="steps of scoring-branch training per multi-head run (0: none)")
     parser.add_argument("--probe-every", type=int, default=100)
@@ -301,8 +402,10 @@ def main(argv=None):
     for seed in seeds:
         for variant in variants:
             print(f"== {variant}, seed {seed} ==", flush=True)
-            records.append(fill_uncertainty(run_one(variant, seed, args, out_dir,
-                                                    log=lambda *a: None), out_dir, args))
+            record = run_one(variant, seed, args, out_dir, log=lambda *a: None)
+            if args.scorer_steps:
+                record = fill_scorers(record, out_dir, args)
+            records.append(fill_uncertainty(record, out_dir, args))
             r = records[-1]
             print(f"   wins {np.round(r['test_wins'], 2).tolist()}  best overall "
                   f"{r['test']['best_overall_psnr']:.3f}  ({r['train_seconds']:.0f} s)", flush=True)

@@ -133,11 +133,12 @@ class Predictor:
 
             self._compiled = jax.jit(self._stateless_forward)
 
-    def _with_auto(self, images, final):
+    def _outputs(self, images):
         # With a scoring branch, its fused "auto" output rides along after the K' outputs.
-        if self.model.output_scorer is None:
-            return final
-        auto = self.model.output_scorer.fuse(images, final)
+        model = self.model
+        if model.output_scorer is None:
+            return model.final_output(model(images, training=False))
+        final, auto = model.final_and_auto(images)
         return keras.ops.concatenate([final, keras.ops.cast(auto, final.dtype)[:, None]], axis=1)
 
     def _forward(self, images):
@@ -145,7 +146,7 @@ class Predictor:
         return self._eager(images)
 
     def _eager(self, images):
-        return self._with_auto(images, self.model.final_output(self.model(images, training=False)))
+        return self._outputs(images)
 
     def _stateless_forward(self, trainable, non_trainable, images):
         self.traces += 1
@@ -154,8 +155,7 @@ class Predictor:
                    *zip(model.non_trainable_variables, non_trainable)]
         # One scope for the model and its scoring branch: both read the weights passed in.
         with keras.StatelessScope(state_mapping=mapping):
-            final = model.final_output(model(images, training=False))
-            return self._with_auto(images, final)
+            return self._outputs(images)
 
     def __call__(self, images):
         images = np.asarray(images, np.float32)

@@ -2,18 +2,23 @@
 
 The best-overall figure of a multi-head model needs the ground truth to pick the output. The
 scoring branch (after Letzelter et al., "Resilient Multiple Choice Learning", NeurIPS 2023)
-learns that choice from the blurry input alone. It is backbone-agnostic: it reads the input and
-the K' candidate outputs (a linear function of the backbone's last features), with the gradient
-stopped, so it never changes what the backbone learns:
+learns that choice from the blurry input alone. It reads, with the gradient stopped (so it never
+changes what the backbone learns), the candidates, the backbone's last features, or both
+(`inputs`):
 
-    per output o:  [input, output_o, output_o - mean of outputs]  (9 channels)
+    "candidates", per output o:  [input, output_o, output_o - mean of outputs]  (9 channels)
         -> conv 3x3 -> ReLU -> 3 x (conv 3x3, stride 2 -> ReLU) -> conv 1x1 -> logit
+    "features":  the final stage's last features (B, H, W, C), what the heads are a linear
+        function of, computed from the whole image's context
+        -> conv 3x3 -> ReLU -> 3 x (conv 3x3, stride 2 -> ReLU) -> conv 1x1 -> K' logits
+    "both": the sum of the two
     -> (B, K', H / p, W / p) logits (patch size p = 8), + a learned bias per output
 
-The convolutions are shared by the outputs (a score says "this candidate looks right here"),
-the per-output bias carries what the heads specialise on globally. Training target: the
-per-patch winner (the output with the smallest MSE against the target in each p x p patch),
-cross-entropy on the logits (`patch_winners`, `ScorerTrainer`).
+The candidate path's convolutions are shared by the outputs (a score says "this candidate looks
+right here"), the per-output bias carries what the heads specialise on globally. Every backbone
+hands its features over (`outputs_and_features`), so the branch is backbone-agnostic. Training
+target: the per-patch winner (the output with the smallest MSE against the target in each
+p x p patch), cross-entropy on the logits (`patch_winners`, `ScorerTrainer`).
 
 `which="auto"` (inference, evaluation, export) fuses the outputs by the scores: the per-patch
 softmax is upsampled smoothly to pixels and weighs the outputs (`fusion="soft"`), or the
@@ -31,69 +36,117 @@ from keras import ops
 from keras_mhdeblur.losses import psnr_error
 
 FUSIONS = ("soft", "pick")
+INPUTS = ("candidates", "features", "both")
 
 
 @keras.saving.register_keras_serializable(package="keras_mhdeblur")
 class OutputScorer(keras.layers.Layer):
     """Per-patch scores of every output; see the module doc.
 
-    Call with `(image, outputs)`: image (B, H, W, 3), outputs (B, K', H, W, 3). Returns logits
-    (B, K', ceil(H / p), ceil(W / p)) in float32.
+    Call with `(image, outputs, features)`: image (B, H, W, 3), outputs (B, K', H, W, 3),
+    features (B, H, W, C) the backbone's last features (`model.outputs_and_features`; not read
+    with inputs="candidates"). Returns logits (B, K', ceil(H / p), ceil(W / p)) in float32.
 
     Args:
         outputs: K'.
         patch_size: p, a power of two (the branch downsamples by it).
         width: channels of the convolutions.
         fusion: "soft" (weights from the softmax) or "pick" (the per-patch argmax) for `fuse`.
+        inputs: what the branch reads: "candidates", "features" or "both" (module doc).
     """
 
     #: Not part of the official networks: weight import from PyTorch skips it.
     is_official = False
 
-    def __init__(self, outputs, patch_size=8, width=16, fusion="soft", **kwargs):
+    def __init__(self, outputs, patch_size=8, width=16, fusion="soft", inputs="candidates",
+                 **kwargs):
         super().__init__(**kwargs)
         patch_size = int(patch_size)
         if patch_size < 1 or patch_size & (patch_size - 1):
             raise ValueError(f"patch_size must be a power of two, got {patch_size}")
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+        if inputs not in INPUTS:
+            raise ValueError(f"inputs must be one of {INPUTS}, got {inputs!r}")
         self.num_outputs = int(outputs)
         self.patch_size = patch_size
         self.width = int(width)
         self.fusion = fusion
-        self.stem = keras.layers.Conv2D(self.width, 3, padding="same", activation="relu",
-                                        name="stem")
-        self.downs = [keras.layers.Conv2D(self.width, 3, strides=2, padding="same",
-                                          activation="relu", name=f"down_{index}")
-                      for index in range(patch_size.bit_length() - 1)]
-        self.logit = keras.layers.Conv2D(1, 1, name="logit")
+        self.inputs = inputs
+        self.reads_candidates = inputs in ("candidates", "both")
+        self.reads_features = inputs in ("features", "both")
+        # Attribute names as in files saved before the feature path existed, so they load.
+        if self.reads_candidates:
+            self.stem, self.downs, self.logit = self._make_path(1, "")
+        if self.reads_features:
+            self.feature_stem, self.feature_downs, self.feature_logit = self._make_path(
+                self.num_outputs, "feature_")
 
-    def build(self, image_shape, outputs_shape=None):
-        features = (None, None, None, 9)
-        self.stem.build(features)
-        shape = (None, None, None, self.width)
-        for down in self.downs:
-            down.build(shape)
-        self.logit.build(shape)
+    @property
+    def candidate_path(self):
+        return [self.stem, *self.downs, self.logit] if self.reads_candidates else None
+
+    @property
+    def feature_path(self):
+        return ([self.feature_stem, *self.feature_downs, self.feature_logit]
+                if self.reads_features else None)
+
+    def _make_path(self, logits, prefix):
+        """conv 3x3 -> ReLU, log2(p) x (conv 3x3 stride 2 -> ReLU), conv 1x1 to `logits`."""
+        stem = keras.layers.Conv2D(self.width, 3, padding="same", activation="relu",
+                                   name=f"{prefix}stem")
+        downs = [keras.layers.Conv2D(self.width, 3, strides=2, padding="same",
+                                     activation="relu", name=f"{prefix}down_{index}")
+                 for index in range(self.patch_size.bit_length() - 1)]
+        return stem, downs, keras.layers.Conv2D(logits, 1, name=f"{prefix}logit")
+
+    def build(self, image_shape, outputs_shape=None, features_shape=None):
+        paths = []
+        if self.reads_candidates:
+            paths.append((self.candidate_path, 9))
+        if self.reads_features:
+            if features_shape is None or features_shape[-1] is None:
+                raise ValueError(f"{self.name} reads the backbone's features: build it by a "
+                                 "call with them (model.outputs_and_features)")
+            paths.append((self.feature_path, int(features_shape[-1])))
+        for path, channels in paths:
+            shape = (None, None, None, channels)
+            for layer in path:
+                layer.build(shape)
+                shape = (None, None, None, self.width)
         self.output_bias = self.add_weight(shape=(self.num_outputs,), initializer="zeros",
                                            name="output_bias")
         super().build(image_shape)
 
-    def call(self, image, outputs):
+    @staticmethod
+    def _run(path, x):
+        for layer in path:
+            x = layer(x)
+        return x
+
+    def call(self, image, outputs, features=None):
         outputs = ops.stop_gradient(ops.cast(outputs, self.compute_dtype))
         image = ops.cast(image, self.compute_dtype)
         shape = ops.shape(outputs)
         batch, count, height, width = shape[0], shape[1], shape[2], shape[3]
-        mean = ops.mean(outputs, axis=1, keepdims=True)
-        tiled = ops.broadcast_to(ops.expand_dims(image, 1), ops.shape(outputs))
-        features = ops.concatenate([tiled, outputs, outputs - mean], axis=-1)
-        x = ops.reshape(features, (batch * count, height, width, 9))
-        x = self.stem(x)
-        for down in self.downs:
-            x = down(x)
-        logits = ops.cast(self.logit(x)[..., 0], "float32")
-        grid = ops.shape(logits)
-        logits = ops.reshape(logits, (batch, count, grid[1], grid[2]))
+        logits = None
+        if self.reads_candidates:
+            mean = ops.mean(outputs, axis=1, keepdims=True)
+            tiled = ops.broadcast_to(ops.expand_dims(image, 1), ops.shape(outputs))
+            stacked = ops.concatenate([tiled, outputs, outputs - mean], axis=-1)
+            x = self._run(self.candidate_path,
+                          ops.reshape(stacked, (batch * count, height, width, 9)))
+            grid = ops.shape(x)
+            logits = ops.reshape(ops.cast(x[..., 0], "float32"),
+                                 (batch, count, grid[1], grid[2]))
+        if self.reads_features:
+            if features is None:
+                raise ValueError(f"{self.name} reads the backbone's last features; call it "
+                                 "with them (model.outputs_and_features)")
+            features = ops.stop_gradient(ops.cast(features, self.compute_dtype))
+            x = ops.transpose(ops.cast(self._run(self.feature_path, features), "float32"),
+                              (0, 3, 1, 2))
+            logits = x if logits is None else logits + x
         return logits + ops.reshape(ops.cast(self.output_bias, "float32"), (1, count, 1, 1))
 
     def weights_per_pixel(self, logits, height, width, fusion=None):
@@ -119,9 +172,10 @@ class OutputScorer(keras.layers.Layer):
         smooth = smooth / ops.maximum(ops.sum(smooth, axis=-1, keepdims=True), 1e-12)
         return ops.transpose(smooth, (0, 3, 1, 2))
 
-    def fuse(self, image, outputs, fusion=None):
-        """(B, H, W, 3), (B, K', H, W, 3) -> (B, H, W, 3): the outputs weighed by the scores."""
-        return self.fuse_with_logits(outputs, self(image, outputs), fusion)
+    def fuse(self, image, outputs, features=None, fusion=None):
+        """(B, H, W, 3), (B, K', H, W, 3), (B, H, W, C) features -> (B, H, W, 3): the outputs
+        weighed by the scores."""
+        return self.fuse_with_logits(outputs, self(image, outputs, features), fusion)
 
     def fuse_with_logits(self, outputs, logits, fusion=None):
         """`fuse` with the scores already computed: (B, K', H, W, 3), (B, K', h, w)."""
@@ -130,7 +184,7 @@ class OutputScorer(keras.layers.Layer):
         outputs = ops.cast(outputs, "float32")
         return ops.sum(outputs * ops.expand_dims(weights, -1), axis=1)
 
-    def compute_output_shape(self, image_shape, outputs_shape=None):
+    def compute_output_shape(self, image_shape, outputs_shape=None, features_shape=None):
         b, h, w = image_shape[0], image_shape[1], image_shape[2]
         p = self.patch_size
         grid = lambda n: None if n is None else -(-n // p)  # noqa: E731
@@ -138,7 +192,8 @@ class OutputScorer(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "outputs": self.num_outputs,
-                "patch_size": self.patch_size, "width": self.width, "fusion": self.fusion}
+                "patch_size": self.patch_size, "width": self.width, "fusion": self.fusion,
+                "inputs": self.inputs}
 
 
 def patch_winners(outputs, target, patch_size):
@@ -162,15 +217,16 @@ def scorer_loss(logits, winners):
     return ops.mean(losses)
 
 
-def with_output_scorer(model, patch_size=8, width=16, fusion="soft"):
-    """A copy of a trained multi-head `model` with a new (untrained) scoring branch; the
-    backbone's weights are copied, so official weights imported into `model` stay as they are."""
+def with_output_scorer(model, patch_size=8, width=16, fusion="soft", inputs="candidates"):
+    """A copy of a trained multi-head `model` with a new (untrained) scoring branch reading
+    `inputs` ("candidates", "features" or "both"); the backbone's weights are copied, so
+    official weights imported into `model` stay as they are."""
     if model.single_output or model.num_outputs < 2:
         raise ValueError(f"{model.name} has a single output; a scoring branch picks among "
                          "several")
     config = model.get_config()
     config["output_scorer"] = {"patch_size": int(patch_size), "width": int(width),
-                               "fusion": fusion}
+                               "fusion": fusion, "inputs": inputs}
     scored = type(model).from_config(config)
     def backbone_weights(network):
         scorer = network.output_scorer
@@ -213,8 +269,9 @@ class ScorerTrainer(keras.Model):
 
     def call(self, image):
         model = self.restoration_model
-        outputs = ops.stop_gradient(model.final_output(model(image, training=False)))
-        return outputs, model.output_scorer(image, outputs)
+        outputs, features = model.outputs_and_features(image)
+        outputs = ops.stop_gradient(model.final_output(outputs))
+        return outputs, model.output_scorer(image, outputs, ops.stop_gradient(features))
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         outputs, logits = y_pred
@@ -243,11 +300,12 @@ def fit_scorer(model, dataset, steps, learning_rate=1e-3, objective="winner", ve
     return history
 
 
-def auto_output(model, image, outputs):
+def auto_output(model, image, outputs, features=None):
     """The "auto" output of one batch: the scorer's fusion when the model has a scorer, else
-    the selected output (else output 0). (B, H, W, 3), (B, K', H, W, 3) -> (B, H, W, 3)."""
+    the selected output (else output 0). (B, H, W, 3), (B, K', H, W, 3), the backbone's
+    features (B, H, W, C) (`model.outputs_and_features`) -> (B, H, W, 3)."""
     scorer = model.output_scorer
     if scorer is not None:
-        return scorer.fuse(image, outputs)
+        return scorer.fuse(image, outputs, features)
     index = 0 if model.selected_output is None else model.selected_output
     return outputs[:, index]

@@ -178,6 +178,20 @@ def run_backbone_test(multi_head_class, single_head_class, init_kwargs, tmp_path
     assert [output.shape for output in outputs] == [(2, 10, 37, 51, 3)] * stages
     final = outputs[multi_head_class.stage_names.index(multi_head_class.final_stage)]
     assert np.abs(final[:, 0] - final[:, 1]).max() > 1e-3  # random init breaks the symmetry
+    # The scoring branch's hook: the same outputs, and the final stage's last features at the
+    # input's size, which a branch reading them turns into an auto output.
+    same, features = model.outputs_and_features(odd)
+    np.testing.assert_allclose(model.final_output(_stage_list(same)), final, atol=1e-6)
+    features = keras.ops.convert_to_numpy(features)
+    assert features.shape[:3] == (2, 37, 51) and features.shape[3] >= 8, features.shape
+    from keras_mhdeblur.inference import restore
+    from keras_mhdeblur.scoring import with_output_scorer
+
+    scored = with_output_scorer(model, width=4, inputs="features")
+    assert scored.output_scorer.feature_stem.kernel.shape[2] == features.shape[3]
+    auto = restore(scored, odd[0], which="all+auto")
+    assert auto.shape == (11, 37, 51, 3)
+    np.testing.assert_allclose(auto[:10], final[0], atol=1e-5)
     for bad in (np.zeros((16, 16, 3), "float32"), np.zeros((1, 16, 16, 4), "float32")):
         with pytest.raises(ValueError, match=r"\(batch, height, width, 3\)"):
             model(bad)

@@ -179,8 +179,10 @@ def test_add_scorer_then_auto_in_deblur_and_evaluate(files, tmp_path, capsys):
     assert (pairs_config.synthetic_blur, pairs_config.source_options, pairs_config.source) == (
         recipe.synthetic_blur, recipe.source_options, "builtin:train")
     assert main(["add-scorer", str(root / "model.keras"), str(tmp_path / "from_run.keras"),
-                 "--from-run", str(run), "--crop", "32", "--batch", "2", "--steps", "2"]) == 0
-    assert load_model(tmp_path / "from_run.keras", compile=False).output_scorer is not None
+                 "--from-run", str(run), "--crop", "32", "--batch", "2", "--steps", "2",
+                 "--inputs", "features"]) == 0
+    assert load_model(tmp_path / "from_run.keras",
+                      compile=False).output_scorer.inputs == "features"
     capsys.readouterr()
     assert main(["add-scorer", str(root / "model.keras"), str(tmp_path / "y.keras"),
                  "--from-run", str(run), "--source", "somewhere"]) == 1

@@ -32,8 +32,8 @@ def trained():
 
 
 def _scorer_loss(model, blurry, sharp):
-    outputs = model(blurry)
-    logits = model.output_scorer(blurry, outputs)
+    outputs, features = model.outputs_and_features(blurry)
+    logits = model.output_scorer(blurry, outputs, features)
     return float(scorer_loss(logits, patch_winners(outputs, sharp, 8)))
 
 
@@ -129,6 +129,55 @@ def test_the_fusion_objective_lowers_the_auto_output_error(trained):
     assert float(trainer.compute_loss(blurry, sharp, trainer(blurry))) < before
     with pytest.raises(ValueError, match="objective"):
         ScorerTrainer(scored, objective="nope")
+
+
+def test_a_branch_on_the_backbone_features_trains_frozen_and_exports(trained, tmp_path):
+    from keras_mhdeblur.export import export_tflite
+
+    model, _, blurry, sharp, _ = trained
+    keras.utils.set_random_seed(3)
+    scored = with_output_scorer(model, width=8, inputs="features")
+    assert scored.output_scorer.candidate_path is None
+    before = _scorer_loss(scored, blurry, sharp)
+    fit_scorer(scored, _batches(blurry, sharp), steps=40)
+    assert _scorer_loss(scored, blurry, sharp) < before
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(scored(blurry)),
+                               keras.ops.convert_to_numpy(model(blurry)), atol=1e-6)
+    auto = restore(scored, blurry[0], which="auto")
+    final, features = scored.outputs_and_features(blurry[:1])
+    expected = scored.output_scorer.fuse(blurry[:1], final, features)
+    np.testing.assert_allclose(auto, keras.ops.convert_to_numpy(expected)[0], atol=1e-5)
+    scored.save(tmp_path / "features.keras")
+    loaded = keras.models.load_model(tmp_path / "features.keras")
+    assert loaded.output_scorer.inputs == "features"
+    np.testing.assert_allclose(restore(loaded, blurry[0], which="auto"), auto, atol=1e-6)
+    export_tflite(scored, tmp_path / "features.tflite", output="auto")  # verifies or raises
+    with pytest.raises(ValueError, match="features"):
+        scored.output_scorer(blurry[:1], final)
+
+
+def test_both_inputs_add_the_two_paths_logits(trained):
+    model, _, blurry, _, _ = trained
+    keras.utils.set_random_seed(4)
+    both = with_output_scorer(model, width=8, inputs="both")
+    alone = {inputs: with_output_scorer(model, width=8, inputs=inputs).output_scorer
+             for inputs in ("candidates", "features")}
+    scorer = both.output_scorer
+    bias = np.array([0.5, -1.0, 2.0], "float32")
+    scorer.output_bias.assign(bias)
+    for inputs, path in (("candidates", scorer.candidate_path),
+                         ("features", scorer.feature_path)):
+        for source, target in zip(path, getattr(alone[inputs], f"{inputs[:-1]}_path")):
+            for value, variable in zip(source.weights, target.weights):
+                variable.assign(value)
+    final, features = both.outputs_and_features(blurry[:2])
+    logits = {name: keras.ops.convert_to_numpy(layer(blurry[:2], final, features))
+              for name, layer in [("both", scorer), *alone.items()]}
+    assert np.abs(logits["features"]).max() > 1e-3 and np.abs(logits["candidates"]).max() > 1e-3
+    np.testing.assert_allclose(logits["both"], logits["candidates"] + logits["features"]
+                               + bias[None, :, None, None], atol=1e-5)
+    with pytest.raises(ValueError, match="inputs"):
+        with_output_scorer(model, inputs="pixels")
 
 
 def test_models_without_a_branch_fall_back_to_the_selected_output(trained):

@@ -37,6 +37,10 @@ def register(subparsers):
     parser.add_argument("--objective", choices=("winner", "fusion"), default="winner",
                         help="winner: cross-entropy on the per-patch winner (default); fusion: "
                         "the PSNR loss of the fused auto output itself")
+    parser.add_argument("--inputs", choices=("candidates", "features", "both"),
+                        default="candidates",
+                        help="what the branch reads: candidates (the input and the outputs; "
+                        "default), features (the backbone's last features) or both")
     parser.add_argument("--width", type=positive_int, default=16,
                         help="channels of the branch's convolutions (default 16)")
     parser.add_argument("--seed", type=int, default=0)
@@ -97,7 +101,8 @@ def add_scorer_command(args):
                              batch=args.batch, seed=args.seed)
     keras.utils.set_random_seed(args.seed)
     try:
-        scored = with_output_scorer(model, patch_size=args.patch_size, width=args.width)
+        scored = with_output_scorer(model, patch_size=args.patch_size, width=args.width,
+                                    inputs=args.inputs)
     except ValueError as error:
         raise CommandError(f"--patch-size: {error}") from None
     print(f"training the scoring branch of {args.model} for {args.steps} steps "

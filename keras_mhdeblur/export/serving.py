@@ -27,7 +27,6 @@ from keras_mhdeblur.inference import output_choice
 from keras_mhdeblur.layers import overflow_safe_norms
 from keras_mhdeblur.models.surgery import rebuilt, with_tlc
 from keras_mhdeblur.saving import ModelFileError, load_model
-from keras_mhdeblur.scoring import auto_output
 from keras_mhdeblur.utils.sizes import parse_size
 
 LAYOUTS = ("heads", "channels")
@@ -53,11 +52,12 @@ def serving_function(model, output=None, layout="heads", uint8_io=False):
 
     def serve(image):
         x = tf.cast(image, tf.float32) / 255.0 if uint8_io else image
-        y = model.final_output(model(x, training=False))
         if chosen == "auto":
-            y = auto_output(model, x, y)
-        elif chosen is not None:
-            y = y[:, chosen]
+            y = model.final_and_auto(x)[1]
+        else:
+            y = model.final_output(model(x, training=False))
+            if chosen is not None:
+                y = y[:, chosen]
         if uint8_io:
             y = _to_uint8(tf.clip_by_value(y, 0.0, 1.0))
         if layout == "channels" and len(y.shape) == 5:

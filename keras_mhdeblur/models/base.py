@@ -1,12 +1,16 @@
 """The Keras model every backbone subclasses: padding, multi-head output, default loss and
 metrics, configuration.
 
-A backbone implements `stage_residuals(image) -> list of (B, Hp, Wp, 3K) residuals`, one per
-stage in the official order, on an image already padded to a multiple of `pad_multiple`. This
-class does the rest once for all of them:
+A backbone implements `stage_residuals(image) -> (residuals, features)`: a list of
+(B, Hp, Wp, 3K) residuals, one per stage in the official order, and the final stage's last
+features (B, Hp, Wp, C), the input of its last convolution, on an image already padded to a
+multiple of `pad_multiple`. This class does the rest once for all of them:
 
     image (B, H, W, 3) --pad_input--> stage_residuals() --crop--> MultiHeadOutput (+ image)
         --> (B, K', H, W, 3)
+
+The features are the hook of the scoring branch (keras_mhdeblur.scoring), which reads them
+through `outputs_and_features`; `call` leaves them out.
 
 Single-stage models return that tensor; multi-stage models return a list in the official order
 (or a dict keyed by stage name with `output_format="dict"`). Single-head models (`heads=1`,
@@ -77,7 +81,8 @@ class MultiHeadRestorationModel(keras.Model):
 
     # ---- the part each backbone writes ----------------------------------------------------
     def stage_residuals(self, image):
-        """(B, Hp, Wp, 3) padded image -> list of (B, Hp, Wp, 3K) residuals, one per stage."""
+        """(B, Hp, Wp, 3) padded image -> (list of (B, Hp, Wp, 3K) residuals, one per stage;
+        (B, Hp, Wp, C) features that the final stage's last convolution reads)."""
         raise NotImplementedError
 
     def default_loss(self):
@@ -97,9 +102,11 @@ class MultiHeadRestorationModel(keras.Model):
         size = 2 * self.pad_multiple
         image = ops.zeros((1, size, size, 3))
         if self.output_scorer is not None:
-            # Built first: `call` does not use the branch, and Keras warns about a model whose
-            # sublayers are unbuilt after its first call.
-            self.output_scorer.build(image.shape)
+            # Built first, on real features (their channel count is the backbone's): `call`
+            # does not use the branch, and Keras warns about a model whose sublayers are
+            # unbuilt after its first call.
+            outputs, features = self.outputs_and_features(image)
+            self.output_scorer(image, self.final_output(outputs), features)
         self(image)
 
     def build(self, input_shape):
@@ -109,21 +116,36 @@ class MultiHeadRestorationModel(keras.Model):
         super().build(input_shape)
 
     def call(self, image):
+        return self.outputs_and_features(image)[0]
+
+    def outputs_and_features(self, image):
+        """(B, H, W, 3) -> (the model's outputs, as `call` returns them; the final stage's last
+        features (B, H, W, C), which the scoring branch reads)."""
         if len(image.shape) != 4 or image.shape[-1] != 3:
             raise ValueError(
                 f"{self.name} expects images of shape (batch, height, width, 3), NHWC RGB in "
                 f"[0, 1]; got shape {tuple(image.shape)}.")
         height, width = ops.shape(image)[1], ops.shape(image)[2]
-        residuals = self.stage_residuals(self.pad_input(image))
+        residuals, features = self.stage_residuals(self.pad_input(image))
+        features = features[:, :height, :width]
         outputs = [self.head_output(residual[:, :height, :width], image)
                    for residual in residuals]
         if self.single_output:
             outputs = [output[:, 0] for output in outputs]
         if len(outputs) == 1:
-            return outputs[0]
+            return outputs[0], features
         if self.output_format == "dict":
-            return dict(zip(self.stage_names, outputs))
-        return outputs
+            return dict(zip(self.stage_names, outputs)), features
+        return outputs, features
+
+    def final_and_auto(self, image, training=False):
+        """(B, H, W, 3) -> (final-stage outputs (B, K', H, W, 3), the auto output (B, H, W, 3):
+        the scoring branch's fusion, or the selected output without a branch)."""
+        from keras_mhdeblur.scoring import auto_output
+
+        outputs, features = self.outputs_and_features(image)
+        final = self.final_output(outputs)
+        return final, auto_output(self, image, final, features)
 
     def pad_input(self, image):
         """(B, H, W, 3) -> (B, Hp, Wp, 3): padded at the bottom and right to multiples of

@@ -182,7 +182,7 @@ class HINetMH(MultiHeadRestorationModel):
                 x = block(x)
         for up, skip_conv, skip in zip(self.up_path_2, self.skip_conv_2, reversed(skips)):
             x = up(x, skip_conv(skip))
-        return [stage1, self.last(x)]
+        return [stage1, self.last(x)], x
 
     def default_loss(self):
         return MinOverHeads("psnr", weight=0.5)

@@ -300,7 +300,7 @@ class MPRNetMH(MultiHeadRestorationModel):
         x = self.concat23(ops.concatenate([shallow, sam_features], axis=-1))
         x = self.stage3_orsnet(x, encoder2, decoder2)
         stage1 = ops.concatenate(_split_batch(stage1, 2), axis=1)
-        return [self.tail(x), stage2, stage1]
+        return [self.tail(x), stage2, stage1], x
 
     def default_loss(self):
         return MinOverHeads("mprnet")

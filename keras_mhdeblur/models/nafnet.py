@@ -256,7 +256,7 @@ class NAFNetMH(MultiHeadRestorationModel):
         x = self.middle_blks(x)
         for up, decoder, skip in zip(self.ups, self.decoders, reversed(skips)):
             x = decoder(self.pixel_shuffle(up(x)) + skip)
-        return [self.ending(x)]
+        return [self.ending(x)], x
 
     def get_config(self):
         return {**super().get_config(), "width": self.width, "enc_blocks": self.enc_blocks,

@@ -306,7 +306,7 @@ class RestormerMH(MultiHeadRestorationModel):
         x = run_blocks(self.decoder_level2, self.reduce_chan_level2(x))
         x = ops.concatenate([self.pixel_shuffle(self.up2_1(x)), enc1], axis=-1)
         x = run_blocks(self.refinement, run_blocks(self.decoder_level1, x))
-        return [self.output_conv(x)]
+        return [self.output_conv(x)], x
 
     def default_loss(self):
         return losses_lib.MinOverHeads("l1")
