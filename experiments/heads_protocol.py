@@ -18,8 +18,14 @@ between a head's R, G and B biases. Every run is a normal `mhdeblur train` run
 folder (resumable); a finished run's figures go to <out>/<variant>-seed<N>.json and are not
 computed again, so the command can be stopped and started again.
 
+Each multi-head run also gets the scoring branches of --scorers (backbone frozen), each with
+its auto PSNR and how much it knows of the per-patch winner against the winners' own
+frequencies (docs/heads.md, "The targets, and what stands in the way").
+
     python experiments/heads_protocol.py --label random --out runs/heads-random
-    python experiments/heads_protocol.py --label middle --steps 1500 --out runs/heads-middle
+    python experiments/heads_protocol.py --label middle --steps 2000 --probe-every 250 \
+        --variants single,annealed,official --scorers candidates,features,both,features:fusion@1 \
+        --out runs/heads-middle
 """
 
 import argparse
