@@ -147,8 +147,8 @@ def run_one(variant, seed, args, out_dir, log):
 def scorer_spec(text):
     """"INPUTS[:OBJECTIVE][@PATCH]" (scoring.INPUTS, scoring.OBJECTIVES, a power of two) ->
     (inputs, objective, patch size); by default the winner objective on 8x8 patches."""
-    text, _, patch = text.partition("@")
-    inputs, _, objective = text.partition(":")
+    branch, _, patch = text.partition("@")
+    inputs, _, objective = branch.partition(":")
     objective = objective or "winner"
     if inputs not in INPUTS or objective not in OBJECTIVES or not (patch or "8").isdigit():
         raise SystemExit(f"--scorers: {text!r} is not INPUTS[:OBJECTIVE][@PATCH] with INPUTS one "
@@ -217,7 +217,7 @@ def auto_psnrs(model, pairs):
     outputs (`uniform`, what the soft fusion falls back to when it knows nothing)."""
     from keras_mhdeblur.evaluation import psnr_uint8
     from keras_mhdeblur.data.io import to_uint8
-    from keras_mhdeblur.scoring import patch_winners
+    from keras_mhdeblur.scoring import patch_winners, scorer_loss
 
     scorer = model.output_scorer
     scores = {fusion: [] for fusion in (*FUSIONS, "uniform")}
@@ -231,13 +231,10 @@ def auto_psnrs(model, pairs):
             scores[fusion].append(psnr_uint8(to_uint8(fused[0]), to_uint8(sharp)))
         mean = keras.ops.convert_to_numpy(outputs)[0].mean(axis=0)
         scores["uniform"].append(psnr_uint8(to_uint8(mean), to_uint8(sharp)))
-        winners = keras.ops.convert_to_numpy(patch_winners(outputs, sharp[None],
-                                                           scorer.patch_size))[0]
-        logits = keras.ops.convert_to_numpy(logits)[0]
-        log_p = logits - np.log(np.exp(logits - logits.max(0)).sum(0)) - logits.max(0)
-        rows, columns = np.indices(winners.shape)
-        cross_entropy.append(-log_p[winners, rows, columns].mean())
-        hits.append((logits.argmax(0) == winners).mean())
+        winners = patch_winners(outputs, sharp[None], scorer.patch_size)
+        cross_entropy.append(float(scorer_loss(logits, winners)))
+        winners = keras.ops.convert_to_numpy(winners)[0]
+        hits.append((keras.ops.convert_to_numpy(logits)[0].argmax(0) == winners).mean())
         winners_seen.append(winners.ravel())
     frequencies = np.bincount(np.concatenate(winners_seen), minlength=scorer.num_outputs)
     frequencies = frequencies / frequencies.sum()

@@ -133,20 +133,17 @@ class Predictor:
 
             self._compiled = jax.jit(self._stateless_forward)
 
-    def _outputs(self, images):
+    def _forward(self, images):
+        self.traces += 1  # runs only while tracing
+        return self._eager(images)
+
+    def _eager(self, images):
         # With a scoring branch, its fused "auto" output rides along after the K' outputs.
         model = self.model
         if model.output_scorer is None:
             return model.final_output(model(images, training=False))
         final, auto = model.final_and_auto(images)
         return keras.ops.concatenate([final, keras.ops.cast(auto, final.dtype)[:, None]], axis=1)
-
-    def _forward(self, images):
-        self.traces += 1  # runs only while tracing
-        return self._eager(images)
-
-    def _eager(self, images):
-        return self._outputs(images)
 
     def _stateless_forward(self, trainable, non_trainable, images):
         self.traces += 1
@@ -155,7 +152,7 @@ class Predictor:
                    *zip(model.non_trainable_variables, non_trainable)]
         # One scope for the model and its scoring branch: both read the weights passed in.
         with keras.StatelessScope(state_mapping=mapping):
-            return self._outputs(images)
+            return self._eager(images)
 
     def __call__(self, images):
         images = np.asarray(images, np.float32)

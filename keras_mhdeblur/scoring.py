@@ -73,14 +73,20 @@ class OutputScorer(keras.layers.Layer):
         self.width = int(width)
         self.fusion = fusion
         self.inputs = inputs
-        self.reads_candidates = inputs in ("candidates", "both")
-        self.reads_features = inputs in ("features", "both")
         # Attribute names as in files saved before the feature path existed, so they load.
         if self.reads_candidates:
             self.stem, self.downs, self.logit = self._make_path(1, "")
         if self.reads_features:
             self.feature_stem, self.feature_downs, self.feature_logit = self._make_path(
                 self.num_outputs, "feature_")
+
+    @property
+    def reads_candidates(self):
+        return self.inputs in ("candidates", "both")
+
+    @property
+    def reads_features(self):
+        return self.inputs in ("features", "both")
 
     @property
     def candidate_path(self):

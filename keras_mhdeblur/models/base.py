@@ -116,29 +116,32 @@ class MultiHeadRestorationModel(keras.Model):
         super().build(input_shape)
 
     def call(self, image):
-        return self.outputs_and_features(image)[0]
+        return self._restore(image, with_features=False)
 
     def outputs_and_features(self, image):
         """(B, H, W, 3) -> (the model's outputs, as `call` returns them; the final stage's last
         features (B, H, W, C), which the scoring branch reads)."""
+        return self._restore(image, with_features=True)
+
+    def _restore(self, image, with_features):
         if len(image.shape) != 4 or image.shape[-1] != 3:
             raise ValueError(
                 f"{self.name} expects images of shape (batch, height, width, 3), NHWC RGB in "
                 f"[0, 1]; got shape {tuple(image.shape)}.")
         height, width = ops.shape(image)[1], ops.shape(image)[2]
         residuals, features = self.stage_residuals(self.pad_input(image))
-        features = features[:, :height, :width]
         outputs = [self.head_output(residual[:, :height, :width], image)
                    for residual in residuals]
         if self.single_output:
             outputs = [output[:, 0] for output in outputs]
         if len(outputs) == 1:
-            return outputs[0], features
-        if self.output_format == "dict":
-            return dict(zip(self.stage_names, outputs)), features
-        return outputs, features
+            outputs = outputs[0]
+        elif self.output_format == "dict":
+            outputs = dict(zip(self.stage_names, outputs))
+        # Cropped only when asked: eagerly, a crop copies the full-resolution features.
+        return (outputs, features[:, :height, :width]) if with_features else outputs
 
-    def final_and_auto(self, image, training=False):
+    def final_and_auto(self, image):
         """(B, H, W, 3) -> (final-stage outputs (B, K', H, W, 3), the auto output (B, H, W, 3):
         the scoring branch's fusion, or the selected output without a branch)."""
         from keras_mhdeblur.scoring import auto_output
