@@ -135,9 +135,9 @@ class Predictor:
 
     def _forward(self, images):
         self.traces += 1  # runs only while tracing
-        return self._eager(images)
+        return self._outputs(images)
 
-    def _eager(self, images):
+    def _outputs(self, images):
         # With a scoring branch, its fused "auto" output rides along after the K' outputs.
         model = self.model
         if model.output_scorer is None:
@@ -152,7 +152,7 @@ class Predictor:
                    *zip(model.non_trainable_variables, non_trainable)]
         # One scope for the model and its scoring branch: both read the weights passed in.
         with keras.StatelessScope(state_mapping=mapping):
-            return self._eager(images)
+            return self._outputs(images)
 
     def __call__(self, images):
         images = np.asarray(images, np.float32)
@@ -161,10 +161,10 @@ class Predictor:
                              f"{images.shape}")
         batch, height, width = images.shape[:3]
         if self.backend == "torch":
-            return keras.ops.convert_to_numpy(self._eager(images))
+            return keras.ops.convert_to_numpy(self._outputs(images))
         if self.backend == "tensorflow" and self._eager_spent < self.eager_seconds:
             start = time.perf_counter()
-            final = keras.ops.convert_to_numpy(self._eager(images))
+            final = keras.ops.convert_to_numpy(self._outputs(images))
             self._eager_spent += time.perf_counter() - start
             return final
         if not self.shape_free:
