@@ -23,9 +23,9 @@ its auto PSNR and how much it knows of the per-patch winner against the winners'
 frequencies (docs/heads.md, "The targets, and what stands in the way").
 
     python experiments/heads_protocol.py --label random --out runs/heads-random
-    python experiments/heads_protocol.py --label middle --steps 2000 --probe-every 250 \
-        --variants single,annealed,official --scorers candidates,features,both,features:fusion@1 \
-        --out runs/heads-middle
+    python experiments/heads_protocol.py --label middle --steps 3000 --probe-every 250 \
+        --test-pairs 128 --variants single,annealed,relaxed,official \
+        --scorers candidates,features --out runs/heads-middle-3000
 """
 
 import argparse
