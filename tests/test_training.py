@@ -78,4 +78,6 @@ def test_heads_split_an_ambiguous_target():
     winners = errors.argmin(axis=1)
     assert len(set(winners[signs > 0])) == 1 and len(set(winners[signs < 0])) == 1
     assert winners[signs > 0][0] != winners[signs < 0][0]
-    assert errors.min(axis=1).max() < 0.03
+    # The mean answer is off by `shift` everywhere; a head that learned its answer is well inside
+    # a third of that (40 epochs leave this tiny net 0.01-0.03 away, by machine and thread order).
+    assert errors.min(axis=1).max() < shift / 3
