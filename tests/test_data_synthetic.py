@@ -126,6 +126,52 @@ def test_dead_leaves_images_are_seeded_varied_rgb():
     assert not np.array_equal(image, dead_leaves_image(np.random.default_rng(1), 40, 56))
 
 
+def test_natural_dead_leaves_carry_textures_and_soft_edges():
+    classic = dead_leaves_image(np.random.default_rng(4), 96, 96)
+    natural = dead_leaves_image(np.random.default_rng(4), 96, 96, style="natural")
+    assert natural.shape == (96, 96, 3) and natural.dtype == np.uint8
+    np.testing.assert_array_equal(natural, dead_leaves_image(np.random.default_rng(4), 96, 96,
+                                                              style="natural"))
+    assert not np.array_equal(natural, classic)
+    # Micro-texture: the typical (median) difference of neighbours, which edges are too sparse
+    # to set, is larger than in the classic images, whose shapes are smooth inside.
+    def fine_detail(image):
+        return np.median(np.abs(np.diff(image.astype(np.float64), axis=1)))
+
+    for seed in range(3):
+        rng = np.random.default_rng
+        assert (fine_detail(dead_leaves_image(rng(seed), 96, 96, style="natural"))
+                > 1.3 * fine_detail(dead_leaves_image(rng(seed), 96, 96)))
+    with pytest.raises(ValueError, match="style must be one of.*'cartoon'"):
+        dead_leaves_image(np.random.default_rng(0), 8, 8, style="cartoon")
+
+
+def test_random_field_spectrum_and_gaussian_blur():
+    from keras_mhdeblur.data.dead_leaves import _gaussian_blur, _power_law_field
+
+    # The field's radially averaged power falls as 1/f^beta.
+    for beta in (1.0, 2.5):
+        field = _power_law_field(np.random.default_rng(0), 256, 256, beta)
+        assert abs(field.std() - 1) < 1e-4 and abs(field.mean()) < 1e-4
+        power = np.abs(np.fft.fft2(field)) ** 2
+        frequency = np.hypot(*np.meshgrid(np.fft.fftfreq(256), np.fft.fftfreq(256), indexing="ij"))
+        bands = np.geomspace(0.02, 0.4, 9)
+        means = [power[(frequency >= low) & (frequency < high)].mean()
+                 for low, high in zip(bands[:-1], bands[1:])]
+        centres = np.sqrt(bands[:-1] * bands[1:])
+        slope = np.polyfit(np.log(centres), np.log(means), 1)[0]
+        assert slope == pytest.approx(-beta, abs=0.15)
+    # A blurred impulse is a Gaussian of that sigma: unit mass, second moment sigma^2 per axis.
+    impulse = np.zeros((41, 41, 1), np.float32)
+    impulse[20, 20] = 1.0
+    kernel = _gaussian_blur(impulse, 2.0)[..., 0]
+    offsets = np.arange(41) - 20
+    assert kernel.sum() == pytest.approx(1.0, abs=1e-5)
+    assert (kernel.sum(axis=1) * offsets ** 2).sum() == pytest.approx(4.0, rel=0.02)
+    flat = np.full((16, 16, 3), 0.3, np.float32)
+    np.testing.assert_allclose(_gaussian_blur(flat, 3.0), flat, atol=1e-6)  # mirrored borders
+
+
 def test_bundled_photos_are_read_from_the_package_and_optional(monkeypatch):
     paths = sources.bundled_photo_paths()
     assert all(path.is_file() and path.parent.name == "data" for path in paths)
@@ -244,6 +290,16 @@ def test_source_options_reach_the_builtin_and_folder_sources(tmp_path):
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "a.png")
     folder = SyntheticPairs(16, source=str(tmp_path), source_options={"crops_per_image": 2})
     assert folder.source.crops_per_image == 2
+    natural = SyntheticPairs(32, seed=1, source="builtin:train",
+                             source_options={"dead_leaves_count": 3, "dead_leaves_size": 96,
+                                             "dead_leaves_style": "natural", "photo_share": 0.0})
+    assert natural.source.dead_leaves_style == "natural"
+    assert not np.array_equal(natural.arrays(1, workers=1)[1],
+                              SyntheticPairs(32, seed=1, source="builtin:train", source_options={
+                                  "dead_leaves_count": 3, "dead_leaves_size": 96,
+                                  "photo_share": 0.0}).arrays(1, workers=1)[1])
+    with pytest.raises(ValueError, match="dead_leaves_style must be one of"):
+        SyntheticPairs(16, source_options={"dead_leaves_style": "vivid"})
     with pytest.raises(ValueError, match="unknown option.*dead_leaves_cont.*known: dead_leaves_count"):
         SyntheticPairs(16, source_options={"dead_leaves_cont": 3})
     with pytest.raises(ValueError, match="unknown option.*photo_share.*folder"):

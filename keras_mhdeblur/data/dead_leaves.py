@@ -5,11 +5,30 @@ law p(r) ~ r^-3, which makes the image statistics scale invariant like natural i
 every scale, a 1/f^2-like spectrum); colours are muted and varied like photographs'; each shape
 carries a linear shading gradient and some a striped texture, and shape edges are slightly soft
 (anti-aliased) so the "sharp" image is not aliased.
+
+`style="natural"` adds what that classic model lacks and photographs have (after the principles of
+Achddou et al., "VibrantLeaves", 2025: micro-textures and a simple model of acquisition):
+- stochastic micro-textures: most shapes carry a Gaussian random field with a 1/f^beta power
+  spectrum (fur, foliage, grain), not only smooth shading or stripes;
+- soft edges of every width: each shape's edge softness is drawn per shape, and the shapes behind
+  a random depth are defocused together, so a sharp image holds soft edges beside crisp ones.
+A network trained on crisp edges alone learns to sharpen every edge it sees, and over-sharpens
+photos whose soft structures are already as sharp as they should be.
 """
 
 import numpy as np
 
 _SHAPES = ("disk", "ellipse", "rectangle")
+STYLES = ("classic", "natural")
+# style="natural": share of shapes with a random-field texture, its amplitude, the fields'
+# spectral exponents, how many fields an image draws from, and the background's defocus.
+_NOISE_TEXTURE_PROBABILITY = 0.6
+_NOISE_AMPLITUDE = (0.02, 0.2)
+_NOISE_BETA = (1.0, 3.0)
+_NOISE_FIELDS = 4
+_EDGE_SOFTNESS = (0.5, 3.0)
+_DEFOCUS_PROBABILITY = 0.6
+_DEFOCUS_SIGMA = (0.5, 3.0)
 
 
 def _power_law_radii(rng, count, min_radius, max_radius, exponent):
@@ -55,8 +74,33 @@ def _smooth_background(rng, height, width, cell=48):
     return (top * (1 - fy) + bottom * fy).astype(np.float32)
 
 
+def _power_law_field(rng, height, width, beta):
+    """(height, width) float32 Gaussian random field with power spectrum ~ 1/f^beta, unit std."""
+    fy = np.fft.fftfreq(height)[:, None]
+    fx = np.fft.rfftfreq(width)[None, :]
+    frequency = np.sqrt(fy ** 2 + fx ** 2)
+    frequency[0, 0] = 1.0  # the mean is removed below
+    spectrum = np.fft.rfft2(rng.standard_normal((height, width))) * frequency ** (-beta / 2)
+    spectrum[0, 0] = 0.0
+    field = np.fft.irfft2(spectrum, s=(height, width))
+    return (field / max(float(field.std()), 1e-8)).astype(np.float32)
+
+
+def _gaussian_blur(image, sigma):
+    """(H, W, C) image blurred by a Gaussian of `sigma` pixels, mirrored at the borders."""
+    pad = int(np.ceil(3 * sigma))
+    padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="symmetric")
+    fy = np.fft.fftfreq(padded.shape[0])[:, None, None]
+    fx = np.fft.rfftfreq(padded.shape[1])[None, :, None]
+    transfer = np.exp(-2 * (np.pi * sigma) ** 2 * (fy ** 2 + fx ** 2))
+    blurred = np.fft.irfft2(np.fft.rfft2(padded, axes=(0, 1)) * transfer, s=padded.shape[:2],
+                            axes=(0, 1))
+    return blurred[pad:pad + image.shape[0], pad:pad + image.shape[1]].astype(np.float32)
+
+
 def dead_leaves_image(rng, height, width, *, min_radius=3.0, max_radius=None, exponent=3.0,
-                      coverage=3.0, max_shapes=20000, edge_softness=0.8, texture_probability=0.3):
+                      coverage=3.0, max_shapes=20000, edge_softness=0.8, texture_probability=0.3,
+                      style="classic"):
     """Draws one dead-leaves image.
 
     Args:
@@ -68,10 +112,15 @@ def dead_leaves_image(rng, height, width, *, min_radius=3.0, max_radius=None, ex
         max_shapes: cap on the number of shapes.
         edge_softness: width in pixels of the soft edge (0 for hard, aliased edges).
         texture_probability: share of shapes with a striped texture.
+        style: "classic" (the model above) or "natural" (random-field textures, per-shape edge
+            softness from 0.5 to 3 px, a defocused background; see the module's docstring).
+            "classic" draws exactly the images it always has for a given `rng`.
 
     Returns:
         (height, width, 3) uint8 sRGB image.
     """
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
     max_radius = 0.4 * min(height, width) if max_radius is None else max_radius
     max_radius = max(max_radius, min_radius * 1.01)
     # Expected shape area for the power law, to pick how many shapes give the wanted coverage.
@@ -93,10 +142,28 @@ def dead_leaves_image(rng, height, width, *, min_radius=3.0, max_radius=None, ex
 
     canvas = _smooth_background(rng, height, width)
 
+    # The natural style draws after everything the classic one draws, so "classic" is unchanged.
+    softness = np.full(count, edge_softness)
+    noise_texture = np.zeros(count, bool)
+    defocus_at, defocus_sigma = count, 0.0
+    if style == "natural":
+        fields = [_power_law_field(rng, height, width, rng.uniform(*_NOISE_BETA))
+                  for _ in range(_NOISE_FIELDS)]
+        noise_texture = rng.random(count) < _NOISE_TEXTURE_PROBABILITY
+        noise_field = rng.integers(0, _NOISE_FIELDS, count)
+        noise_amplitude = rng.uniform(*_NOISE_AMPLITUDE, count)
+        noise_tint = 1.0 + rng.normal(0, 0.15, (count, 3))  # mostly luminance, a little colour
+        softness = np.exp(rng.uniform(*np.log(_EDGE_SOFTNESS), count))
+        if rng.random() < _DEFOCUS_PROBABILITY:  # the shapes behind this depth are out of focus
+            defocus_at = int(count * rng.uniform(0.3, 0.9))
+            defocus_sigma = rng.uniform(*_DEFOCUS_SIGMA)
+
     # Painter's algorithm, back to front: one vectorised update per shape, over its bounding box.
     for i in range(count):
+        if i == defocus_at:
+            canvas = _gaussian_blur(canvas, defocus_sigma)
         r_major = radius[i]
-        reach = r_major + edge_softness + 1
+        reach = r_major + softness[i] + 1
         top = int(max(0, np.floor(centre_y[i] - reach)))
         bottom = int(min(height, np.ceil(centre_y[i] + reach)))
         left = int(max(0, np.floor(centre_x[i] - reach)))
@@ -114,12 +181,15 @@ def dead_leaves_image(rng, height, width, *, min_radius=3.0, max_radius=None, ex
             normalised = np.sqrt((u / r_major) ** 2 + (v / r_minor) ** 2)
         # Signed distance to the edge (approximate), in pixels, turned into coverage.
         distance = (normalised - 1) * r_minor
-        alpha = np.clip(0.5 - distance / max(edge_softness, 1e-3), 0, 1)[..., None]
+        alpha = np.clip(0.5 - distance / max(softness[i], 1e-3), 0, 1)[..., None]
         paint = (colour[i] + (u / r_major)[..., None] * shading[i, 0]
                  + (v / r_major)[..., None] * shading[i, 1])
         if has_texture[i]:
             stripes = np.sin(2 * np.pi * u / stripe_period[i] + stripe_phase[i])
             paint = paint + stripe_amplitude[i] * stripes[..., None]
+        if noise_texture[i]:
+            grain = fields[noise_field[i]][top:bottom, left:right, None]
+            paint = paint + noise_amplitude[i] * grain * noise_tint[i]
         region = canvas[top:bottom, left:right]
         region += alpha * (np.clip(paint, 0, 1) - region)
     return np.round(np.clip(canvas, 0, 1) * 255).astype(np.uint8)
