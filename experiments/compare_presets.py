@@ -6,11 +6,27 @@ For every preset: the shipped output per octave of shake length (`presets.measur
 the first preset's recipe, the same regions for all), and the held-out figures under each
 preset's own recipe (its blur on the held-out photos, 192x192, seed `presets.HELD_OUT_SEED`), so
 that a model trained on one blur distribution is also read on the other's.
+
+`--sources heldout,train-photos,leaves,natural-leaves` repeats the octaves on other sharp images
+under the same blur: the photos the training used, and dead leaves of each style from a pool the
+training never drew (seeded by `presets.HELD_OUT_SEED`). A model that gains on the training
+photos and loses on the held-out ones has fitted its photos rather than learnt to deblur.
+
+    python experiments/compare_presets.py nafnet-w16-mh4 --sources heldout,train-photos,leaves
 """
 
 import argparse
 import json
 from pathlib import Path
+
+# Sharp images to measure on: (source, source_options) of `presets.held_out_pairs_for_recipe`.
+SOURCES = {
+    "heldout": ("builtin:heldout", None),
+    "train-photos": ("builtin:train", {"photo_share": 1.0}),
+    "leaves": ("builtin:train", {"photo_share": 0.0, "dead_leaves_count": 16}),
+    "natural-leaves": ("builtin:train", {"photo_share": 0.0, "dead_leaves_count": 16,
+                                         "dead_leaves_style": "natural"}),
+}
 
 
 def main():
@@ -19,8 +35,15 @@ def main():
     parser.add_argument("presets", nargs="+", help="preset names or folders")
     parser.add_argument("--pairs", type=int, default=32, help="held-out pairs per recipe")
     parser.add_argument("--per-octave", type=int, default=16, help="pairs per octave")
+    parser.add_argument("--sources", default="heldout",
+                        help=f"sharp images of the per-octave tables, from {', '.join(SOURCES)} "
+                             "(default heldout)")
     parser.add_argument("--out", help="also write the figures to this JSON file")
     args = parser.parse_args()
+    sources = args.sources.split(",")
+    unknown = [name for name in sources if name not in SOURCES]
+    if unknown:
+        parser.error(f"--sources: unknown {', '.join(unknown)}; known: {', '.join(SOURCES)}")
 
     from keras_mhdeblur.presets import from_preset, held_out_pairs_for_recipe, preset_metadata
     from keras_mhdeblur.presets.measure import blur_length_table, by_blur_length, held_out_figures
@@ -32,10 +55,15 @@ def main():
     results = {}
     for name in args.presets:
         model = from_preset(name)
-        octaves = by_blur_length(model, recipes[str(args.presets[0])], args.per_octave)
-        print(f"{name}, {args.per_octave} held-out pairs per octave of shake length:\n"
-              f"{blur_length_table(octaves)}")
-        results[str(name)] = {"by_blur_length": octaves, "held_out": {}}
+        results[str(name)] = {"held_out": {}}
+        for source in sources:
+            image_source, options = SOURCES[source]
+            octaves = by_blur_length(model, recipes[str(args.presets[0])], args.per_octave,
+                                     source=image_source, source_options=options)
+            print(f"{name}, {args.per_octave} pairs of {source} per octave of shake length:\n"
+                  f"{blur_length_table(octaves)}")
+            key = "by_blur_length" if source == "heldout" else f"by_blur_length_{source}"
+            results[str(name)][key] = octaves
         for recipe_of, recipe in recipes.items():
             figures = held_out_figures(model, held_out_pairs_for_recipe(recipe, args.pairs))
             results[str(name)]["held_out"][recipe_of] = {key: figures[key] for key in kept}

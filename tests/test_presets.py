@@ -208,6 +208,10 @@ def test_by_blur_length_measures_each_octave_on_the_same_regions(preset):
         assert row["oracle_psnr"] >= row["shipped_psnr"] - 1e-9
     table = blur_length_table(rows)
     assert table.splitlines()[1].startswith("1-2") and "8-16" in table
+    # Other sharp images under the same blur: dead leaves, whose edges blur far more.
+    leaves = by_blur_length(model, recipe, 2, size=32, octaves=((1, 2),), source="builtin:train",
+                            source_options={"photo_share": 0.0, "dead_leaves_count": 2})
+    assert leaves[0]["input_psnr"] != pytest.approx(rows[0]["input_psnr"], abs=0.5)
 
 
 def test_a_fine_tuned_preset_records_what_it_started_from(tmp_path):

@@ -211,13 +211,17 @@ def held_out_pairs(name_or_path, count, size=192, seed=HELD_OUT_SEED):
     return held_out_pairs_for_recipe(recipe, count, size, seed)
 
 
-def held_out_pairs_for_recipe(recipe, count, size=192, seed=HELD_OUT_SEED):
+def held_out_pairs_for_recipe(recipe, count, size=192, seed=HELD_OUT_SEED,
+                              source="builtin:heldout", source_options=None):
     """A training recipe's synthetic blur (its `synthetic_blur` settings and label, a
     `TrainConfig` dict) applied to the built-in held-out photos (`source="builtin:heldout"`,
-    `data.sources.HELD_OUT_PHOTOS`; dead leaves alone without scikit-image)."""
+    `data.sources.HELD_OUT_PHOTOS`; dead leaves alone without scikit-image).
+
+    `source` and `source_options` (as `SyntheticPairs` takes them) measure the same blur on
+    other sharp images, e.g. the training photos, to tell generalisation from fitting."""
     from keras_mhdeblur.data import SyntheticPairs
 
-    stream = SyntheticPairs(size, seed=seed, source="builtin:heldout",
+    stream = SyntheticPairs(size, seed=seed, source=source, source_options=source_options,
                             label=recipe.get("synthetic_label", "middle"),
                             **recipe.get("synthetic_blur", {}))
     blurry, sharp = stream.arrays(count)

@@ -110,13 +110,14 @@ def held_out_figures(model, pairs):
 BLUR_OCTAVES = ((1, 2), (2, 4), (4, 8), (8, 16), (16, 32))
 
 
-def by_blur_length(model, recipe, count, size=192, octaves=BLUR_OCTAVES):
+def by_blur_length(model, recipe, count, size=192, octaves=BLUR_OCTAVES, **source):
     """The shipped output against the input per octave of camera-shake length.
 
     Each octave's pairs are the recipe's blur (its noise, JPEG, highlights, label) with the
     path length drawn uniformly in that octave, on the held-out photos, from the same seed: the
     same regions and noise, only the length differs. So a model that helps long shake and harms
-    mild shake shows it, whatever share of each the recipe trained on.
+    mild shake shows it, whatever share of each the recipe trained on. `source=` and
+    `source_options=` (of `held_out_pairs_for_recipe`) take other sharp images instead.
 
     Returns:
         [{"blur_pixels": [low, high], "input_psnr", "shipped_psnr", "oracle_psnr",
@@ -129,7 +130,7 @@ def by_blur_length(model, recipe, count, size=192, octaves=BLUR_OCTAVES):
         blur = {**recipe.get("synthetic_blur", {}), "blur_pixels": [low, high],
                 "blur_length_scale": "linear"}
         figures = held_out_figures(model, held_out_pairs_for_recipe(
-            {**recipe, "synthetic_blur": blur}, count, size))
+            {**recipe, "synthetic_blur": blur}, count, size, **source))
         rows.append({"blur_pixels": [low, high], "input_psnr": figures["input_psnr"],
                      "shipped_psnr": figures["shipped_psnr"],
                      "oracle_psnr": figures["oracle_psnr"],
