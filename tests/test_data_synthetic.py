@@ -142,6 +142,15 @@ def test_natural_dead_leaves_carry_textures_and_soft_edges():
         rng = np.random.default_rng
         assert (fine_detail(dead_leaves_image(rng(seed), 96, 96, style="natural"))
                 > 1.3 * fine_detail(dead_leaves_image(rng(seed), 96, 96)))
+    # Both textured styles, on large shapes whose insides set the typical difference.
+    def inside_detail(style):
+        return np.mean([fine_detail(dead_leaves_image(np.random.default_rng(seed), 96, 96,
+                                                      min_radius=16, style=style))
+                        for seed in range(6)])
+
+    classic_inside = inside_detail("classic")
+    assert inside_detail("natural") > 2 * classic_inside
+    assert inside_detail("textured") > 2 * classic_inside
     with pytest.raises(ValueError, match="style must be one of.*'cartoon'"):
         dead_leaves_image(np.random.default_rng(0), 8, 8, style="cartoon")
 
@@ -161,6 +170,11 @@ def test_random_field_spectrum_and_gaussian_blur():
         centres = np.sqrt(bands[:-1] * bands[1:])
         slope = np.polyfit(np.log(centres), np.log(means), 1)[0]
         assert slope == pytest.approx(-beta, abs=0.15)
+    # Stretched 4x along the x axis (angle 0): it changes faster down the rows than along them.
+    oriented = _power_law_field(np.random.default_rng(1), 128, 128, 2.0, stretch=4.0, angle=0.0)
+    along_x = np.abs(np.diff(oriented, axis=1)).mean()
+    down_y = np.abs(np.diff(oriented, axis=0)).mean()
+    assert down_y > 1.5 * along_x
     # A blurred impulse is a Gaussian of that sigma: unit mass, second moment sigma^2 per axis.
     impulse = np.zeros((41, 41, 1), np.float32)
     impulse[20, 20] = 1.0
