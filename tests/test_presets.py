@@ -142,11 +142,13 @@ def test_every_shipped_preset_loads_offline_and_reproduces_its_reference_outputs
         # The figures a user is promised are stored with the preset, and they reproduce.
         held_out = metadata["measured"]["held_out"]
         assert held_out["oracle_psnr"] >= held_out["shipped_psnr"]
-        # It deblurs: long shake on photos it never saw gains at least half a dB. (Mild shake
-        # it still makes a little worse; docs/presets.md gives every octave.)
+        # It deblurs: long shake on photos it never saw gains at least half a dB (the default
+        # preset a full dB). Mild shake it still makes a little worse, but no longer by more
+        # than a dB as the first two stages did (docs/presets.md gives every octave).
         octaves = {tuple(row["blur_pixels"]): row for row in metadata["measured"]["by_blur_length"]}
-        assert octaves[(16, 32)]["shipped_gain_db"] > 0.5
+        assert octaves[(16, 32)]["shipped_gain_db"] > (1.0 if name == DEFAULT_PRESET else 0.5)
         assert octaves[(8, 16)]["shipped_gain_db"] > 0.25
+        assert octaves[(1, 2)]["shipped_gain_db"] > -1.0
         assert np.mean(held_out["shipped_psnr_per_pair"]) == pytest.approx(
             held_out["shipped_psnr"], abs=1e-6)
         count = 3  # the first pairs of the stored set: the same images, the same figures
