@@ -15,8 +15,8 @@ Achddou et al., "VibrantLeaves", 2025: micro-textures and a simple model of acqu
 A network trained on crisp edges alone learns to sharpen every edge it sees, and over-sharpens
 photos whose soft structures are already as sharp as they should be.
 
-`style="textured"` is "natural" with texture nearly everywhere, stronger and finer (down to
-beta 0.5), and half of the fields oriented (stretched along a random direction, like fur, grass
+`style="textured"` is "natural" with texture on nearly every shape, finer on average (beta at
+most 2.5), and half of the fields oriented (stretched along a random direction, like fur, grass
 or wood grain). A network that seldom sees fine texture on a sharp image takes it for noise and
 wipes it off: a near-sharp photo of fur comes out smoothed, several dB worse than it went in.
 """
@@ -153,7 +153,7 @@ def dead_leaves_image(rng, height, width, *, min_radius=3.0, max_radius=None, ex
 
     canvas = _smooth_background(rng, height, width)
 
-    # The natural style draws after everything the classic one draws, so "classic" is unchanged.
+    # The other styles draw after everything the classic one draws, so "classic" is unchanged.
     softness = np.full(count, edge_softness)
     noise_texture = np.zeros(count, bool)
     defocus_at, defocus_sigma = count, 0.0
