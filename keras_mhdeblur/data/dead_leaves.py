@@ -38,6 +38,12 @@ _DEFOCUS_PROBABILITY = 0.6
 _DEFOCUS_SIGMA = (0.5, 3.0)
 
 
+def check_style(style, argument="style"):
+    """Raises ValueError, naming `argument`, unless `style` is one of `STYLES`."""
+    if style not in STYLES:
+        raise ValueError(f"{argument} must be one of {STYLES}, got {style!r}")
+
+
 def _power_law_radii(rng, count, min_radius, max_radius, exponent):
     """Radii with density ~ r^-exponent on [min_radius, max_radius], by inverse transform."""
     u = rng.random(count)
@@ -130,8 +136,7 @@ def dead_leaves_image(rng, height, width, *, min_radius=3.0, max_radius=None, ex
     Returns:
         (height, width, 3) uint8 sRGB image.
     """
-    if style not in STYLES:
-        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+    check_style(style)
     max_radius = 0.4 * min(height, width) if max_radius is None else max_radius
     max_radius = max(max_radius, min_radius * 1.01)
     # Expected shape area for the power law, to pick how many shapes give the wanted coverage.

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from keras_mhdeblur.data.dead_leaves import STYLES, dead_leaves_image
+from keras_mhdeblur.data.dead_leaves import check_style, dead_leaves_image
 from keras_mhdeblur.data.datasets import list_images
 from keras_mhdeblur.data.io import DataError, inspect_image, read_image_array
 
@@ -113,14 +113,14 @@ class BuiltinSource:
         photo_scales: each photo is also used downscaled by these factors (downscaling keeps
             it sharp; upscaling would not), where the result still covers the region asked for.
         photo_share: probability that a region comes from a photo rather than dead leaves.
-        dead_leaves_style: "classic" or "natural" (random-field textures and soft, defocused
-            edges like photographs'; `dead_leaves.dead_leaves_image`).
+        dead_leaves_style: "classic", "natural" (random-field textures and soft, defocused
+            edges like photographs') or "textured" (denser, oriented textures); see
+            `dead_leaves.dead_leaves_image`.
     """
 
     def __init__(self, seed=0, dead_leaves_count=8, dead_leaves_size=None, photos=True,
                  photo_scales=(1.0, 0.75, 0.5), photo_share=0.5, dead_leaves_style="classic"):
-        if dead_leaves_style not in STYLES:
-            raise ValueError(f"dead_leaves_style must be one of {STYLES}, got {dead_leaves_style!r}")
+        check_style(dead_leaves_style, "dead_leaves_style")  # at construction, not at first use
         self.seed = int(seed)
         self.dead_leaves_style = dead_leaves_style
         self.dead_leaves_count = int(dead_leaves_count)
