@@ -318,3 +318,55 @@ def test_source_options_reach_the_builtin_and_folder_sources(tmp_path):
         SyntheticPairs(16, source_options={"dead_leaves_cont": 3})
     with pytest.raises(ValueError, match="unknown option.*photo_share.*folder"):
         SyntheticPairs(16, source=str(tmp_path), source_options={"photo_share": 0.3})
+
+
+def test_varied_photo_regions_rescale_continuously_and_vary_colours():
+    # A grey ramp along x: a region's span of values tells the scale it was drawn at.
+    ramp = np.broadcast_to(np.linspace(0, 255, 1000)[None, :, None], (1000, 1000, 3))
+    ramp = np.round(ramp).astype(np.uint8)
+    plain = dict(white_balance=(1, 1), saturation=(1, 1), gamma=(1, 1))
+    spans = []
+    for index in range(40):
+        region = sources.varied_photo_region(ramp, np.random.default_rng(index), 48, 48,
+                                             smallest_scale=0.5, **plain)
+        assert region.shape == (48, 48, 3) and region.dtype == np.uint8
+        spans.append(float(region[..., 0].max()) - float(region[..., 0].min()))
+    spans = np.array(spans) / (255 / 999)  # in source pixels across the 48 of the region
+    assert spans.min() > 48 * 0.9 and spans.max() < 96 * 1.1  # scales within [0.5, 1]
+    assert spans.max() - spans.min() > 30  # drawn anew, not one fixed scale
+    again = sources.varied_photo_region(ramp, np.random.default_rng(3), 48, 48, **plain)
+    np.testing.assert_array_equal(again, sources.varied_photo_region(
+        ramp, np.random.default_rng(3), 48, 48, **plain))
+
+    # A red photo: every channel order comes up, and grey gets tinted by the white balance.
+    red = np.broadcast_to(np.array([200, 30, 30], np.uint8), (64, 64, 3))
+    dominant = {int(np.argmax(sources.varied_photo_region(red, np.random.default_rng(i), 32, 32)
+                              .mean(axis=(0, 1)))) for i in range(40)}
+    assert dominant == {0, 1, 2}
+    grey = np.full((64, 64, 3), 128, np.uint8)
+    tints = [np.ptp(sources.varied_photo_region(grey, np.random.default_rng(i), 32, 32)
+                    .mean(axis=(0, 1))) for i in range(20)]
+    assert max(tints) > 10
+
+    # A photo smaller than the region is mirrored, never upscaled (which would blur it).
+    small = np.random.default_rng(0).integers(0, 256, (20, 20, 3)).astype(np.uint8)
+    region = sources.varied_photo_region(small, np.random.default_rng(1), 30, 30, **plain)
+    assert region.shape == (30, 30, 3)
+    assert {tuple(pixel) for pixel in region.reshape(-1, 3)} <= {tuple(pixel) for pixel in
+                                                                 small.reshape(-1, 3)}
+
+
+def test_photo_variation_is_a_seeded_source_option():
+    options = {"photo_share": 1.0, "dead_leaves_count": 1, "dead_leaves_size": 64}
+    varied = SyntheticPairs(48, seed=2, source="builtin:train",
+                            source_options={**options, "photo_variation": True})
+    assert varied.source.photo_variation and varied.source.photo_paths  # the test extra has them
+    sharp = varied.arrays(3, workers=1)[1]
+    np.testing.assert_array_equal(sharp, SyntheticPairs(
+        48, seed=2, source="builtin:train",
+        source_options={**options, "photo_variation": True}).arrays(3, workers=1)[1])
+    plain = SyntheticPairs(48, seed=2, source="builtin:train", source_options=options)
+    assert not plain.source.photo_variation
+    assert not np.array_equal(sharp, plain.arrays(3, workers=1)[1])
+    with pytest.raises(ValueError, match="photo_variation must be true or false"):
+        BuiltinSource(photo_variation="yes")

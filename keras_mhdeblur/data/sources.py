@@ -100,6 +100,55 @@ def _downscale(image, scale):
     return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
 
 
+# Luma weights (ITU-R BT.601) about which `varied_photo_region` changes saturation.
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def varied_photo_region(image, rng, height, width, smallest_scale=0.5, white_balance=(0.8, 1.25),
+                        saturation=(0.6, 1.4), gamma=(0.8, 1.25)):
+    """A region of a photo at a continuous scale and with varied colours.
+
+    A handful of photos seen tens of thousands of times get memorised: a model gains on them and
+    loses on photos it never saw (docs/presets.md). Each call here frames the photo anew: a
+    downscale drawn log-uniformly from [smallest_scale, 1] (only downscaling, which keeps it
+    sharp), one of the 8 dihedral states, the colour channels in one of their 6 orders, a white
+    balance (which also tints the grey photos), a saturation factor and a tone curve (gamma), so
+    the same pixels rarely come back.
+
+    Args:
+        image: (H, W, 3) uint8 photo at full resolution.
+        rng: np.random.Generator.
+        smallest_scale: the strongest downscale; raised where the photo would not cover the
+            region.
+        white_balance: (low, high) range of the per-channel gains, drawn log-uniformly and
+            scaled to keep the luma of grey.
+        saturation, gamma: (low, high) ranges, drawn log-uniformly (1 keeps the photo's).
+    Returns:
+        (height, width, 3) uint8.
+    """
+    covering = max(height, width) / min(image.shape[:2])  # the strongest downscale that covers
+    low = min(1.0, max(float(smallest_scale), covering))
+    scale = float(np.exp(rng.uniform(np.log(low), 0.0))) if low < 1.0 else 1.0
+    crop = (height, width)  # at scale 1 a photo too small is mirrored at its borders, never upscaled
+    if scale < 1.0:  # the window downscaled into the region, capped where rounding overshoots
+        crop = tuple(min(round(side / scale), min(image.shape[:2])) for side in (height, width))
+    region = random_region(image, rng, *crop)
+    if region.shape[:2] != (height, width):
+        region = np.asarray(Image.fromarray(region).resize((width, height), Image.Resampling.LANCZOS))
+    pixels = region[..., rng.permutation(3)].astype(np.float32) / 255.0
+    gains = np.exp(rng.uniform(np.log(white_balance[0]), np.log(white_balance[1]), 3))
+    pixels = pixels * (gains / (gains @ _LUMA)).astype(np.float32)
+    luma = pixels @ _LUMA
+    pixels = luma[..., None] + _log_uniform(rng, saturation) * (pixels - luma[..., None])
+    pixels = np.clip(pixels, 0.0, 1.0) ** _log_uniform(rng, gamma)
+    return np.round(pixels * 255.0).astype(np.uint8)
+
+
+def _log_uniform(rng, bounds):
+    low, high = bounds
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+
 class BuiltinSource:
     """Dead-leaves images and scikit-image's bundled photographs, needing no download.
 
@@ -116,11 +165,18 @@ class BuiltinSource:
         dead_leaves_style: "classic", "natural" (random-field textures and soft, defocused
             edges like photographs') or "textured" (denser, oriented textures); see
             `dead_leaves.dead_leaves_image`.
+        photo_variation: frame each photo region anew (`varied_photo_region`): a continuous
+            downscale down to min(photo_scales), permuted colour channels, saturation and tone
+            varied. False keeps the photos' own colours at the `photo_scales`.
     """
 
     def __init__(self, seed=0, dead_leaves_count=8, dead_leaves_size=None, photos=True,
-                 photo_scales=(1.0, 0.75, 0.5), photo_share=0.5, dead_leaves_style="classic"):
+                 photo_scales=(1.0, 0.75, 0.5), photo_share=0.5, dead_leaves_style="classic",
+                 photo_variation=False):
         check_style(dead_leaves_style, "dead_leaves_style")  # at construction, not at first use
+        if not isinstance(photo_variation, bool):
+            raise ValueError(f"photo_variation must be true or false, got {photo_variation!r}")
+        self.photo_variation = photo_variation
         self.seed = int(seed)
         self.dead_leaves_style = dead_leaves_style
         self.dead_leaves_count = int(dead_leaves_count)
@@ -158,6 +214,9 @@ class BuiltinSource:
         rng = np.random.default_rng([seed, index, _STREAM_REGION])
         if rng.random() < self.photo_share:
             photo = self._photo_pool()[int(rng.integers(0, len(self.photo_paths)))]
+            if self.photo_variation:
+                return varied_photo_region(max(photo, key=lambda image: image.size), rng, height,
+                                           width, smallest_scale=min(self.photo_scales))
             large_enough = [image for image in photo if min(image.shape[:2]) >= max(height, width)]
             pool = large_enough or [max(photo, key=lambda image: image.size)]
         else:
