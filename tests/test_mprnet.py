@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from helpers import TINY_MPRNET, fixture_parity_error, random_images, run_backbone_test
 
+from keras import ops
+
 import keras_mhdeblur
-from keras_mhdeblur.layers import downsample_2x, upsample_2x
+from keras_mhdeblur.layers import downsample_2x, resize, upsample_2x
 from keras_mhdeblur.losses import charbonnier_error, edge_error, mprnet_error
 
 
@@ -57,6 +59,20 @@ def test_bilinear_resampling_matches_pytorch_formulas():
     expected = rows[:, :, low] * (1 - frac)[None, None, :, None] + rows[:, :, high] * frac[
         None, None, :, None]
     np.testing.assert_allclose(np.asarray(upsample_2x(x)), expected, atol=1e-6)
+    # The sliced form the other backends run computes the same samples.
+    sliced = resize._upsample_axis(resize._upsample_axis(x, 1), 2)
+    np.testing.assert_allclose(np.asarray(sliced), expected, atol=1e-6)
+
+
+def test_tensorflow_upsampling_keeps_dtype_and_dynamic_sizes():
+    import tensorflow as tf
+
+    assert upsample_2x(ops.ones((1, 3, 5, 2), dtype="bfloat16")).dtype == "bfloat16"
+    traced = tf.function(upsample_2x, input_signature=[tf.TensorSpec((None, None, None, 4))])
+    x = random_images((2, 3, 5, 4))
+    np.testing.assert_allclose(traced(x).numpy(), np.asarray(
+        resize._upsample_axis(resize._upsample_axis(x, 1), 2)), atol=1e-6)
+    assert upsample_2x(ops.ones((1, 3, 5, 2))).shape == (1, 6, 10, 2)  # static where known
 
 
 def test_official_classes_and_errors():

@@ -7,6 +7,7 @@ x0.5 samples at source position 2i + 0.5: the mean of each 2x2 block. x2 samples
 (the edge pixel itself at the border).
 """
 
+import keras
 from keras import ops
 
 
@@ -17,6 +18,16 @@ def downsample_2x(x):
 
 def upsample_2x(x):
     """(B, H, W, C) -> (B, 2H, 2W, C), half-pixel bilinear with edge clamping."""
+    if keras.backend.backend() == "tensorflow":
+        # TensorFlow's own kernel computes the same samples (half-pixel centres, clamped edges;
+        # equal to rounding) and its gradient is one pass: the sliced form below spends most of
+        # its training time in the slices' gradients, 11x slower at MPRNet's shapes
+        # (docs/speed.md, "MPRNet"). The graph keeps one RESIZE_BILINEAR op for TFLite too.
+        import tensorflow as tf
+
+        size = [2 * (x.shape[axis] or tf.shape(x)[axis]) for axis in (1, 2)]  # static if known
+        # It returns float32 for every input type; mixed precision wants the input's back.
+        return ops.cast(tf.image.resize(x, size, method="bilinear"), x.dtype)
     return _upsample_axis(_upsample_axis(x, 1), 2)
 
 
