@@ -199,7 +199,7 @@ class MinOverHeads(keras.losses.Loss):
         if self.relaxation > 0 and outputs > 1:
             loser = self.relaxation / (outputs - 1)
             return ops.stop_gradient(winner * (1.0 - self.relaxation - loser) + loser)
-        if self.temperature == 0:
+        if self.temperature == 0 or outputs == 1:  # one output: it is always the winner
             return winner
         if self.step_dependent and step is None:
             raise ValueError(f"{self.name}: anneal_steps is set, so the loss needs the optimiser "

@@ -118,6 +118,17 @@ def test_annealed_loss_at_temperature_zero_equals_hard_winner_takes_all():
     np.testing.assert_allclose(float(tiny(y_true, y_pred)), hard, rtol=1e-5)
 
 
+def test_annealed_loss_of_a_single_output_is_its_error_without_a_softmax_warning():
+    import warnings
+
+    y_true, y_pred = _batch(outputs=1)
+    annealed = MinOverHeads("psnr", temperature=2.0, anneal_steps=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Keras warns of a softmax over an axis of size 1
+        loss = float(annealed(y_true, y_pred, step=10))
+    np.testing.assert_allclose(loss, float(MinOverHeads("psnr")(y_true, y_pred)), rtol=1e-6)
+
+
 def test_annealed_weights_are_the_soft_min_and_stop_in_the_gradient():
     y_true, y_pred = _batch()
     errors = keras.ops.convert_to_numpy(_errors(y_true, y_pred))
