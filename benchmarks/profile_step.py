@@ -60,12 +60,12 @@ def kernel_events(logdir):
     return events
 
 
-def model_part(op_name):
-    """The top-level layer an op belongs to: "gradient_tape/model/stage1_encoder/..." and
-    "model/stage1_encoder/..." both give "stage1_encoder"."""
+def model_part(op_name, model_name):
+    """The top-level layer an op belongs to: "gradient_tape/mpr_net_mh_1/stage1_encoder/..."
+    and "mpr_net_mh_1/stage1_encoder/..." both give "stage1_encoder" for the model
+    "mpr_net_mh" (TensorFlow numbers the model's scope once traced)."""
     parts = [p for p in op_name.split("/") if p and p != "gradient_tape"]
-    if len(parts) >= 2 and parts[0].startswith(("naf_net", "hi_net", "restormer", "mpr_net",
-                                                 "functional", "model")):
+    if len(parts) >= 2 and parts[0].startswith(model_name):
         parts = parts[1:]
     return parts[0] if len(parts) > 1 else "(step)"
 
@@ -101,7 +101,7 @@ def main():
 
     totals, counts = collections.Counter(), collections.Counter()
     for name, op_type, micros in events:
-        key = op_type if args.by == "type" else model_part(name)
+        key = op_type if args.by == "type" else model_part(name, model.name)
         totals[key] += micros / args.steps
         counts[key] += 1 / args.steps
     kernel_ms = sum(totals.values()) / 1e3

@@ -370,3 +370,16 @@ def test_photo_variation_is_a_seeded_source_option():
     assert not np.array_equal(sharp, plain.arrays(3, workers=1)[1])
     with pytest.raises(ValueError, match="photo_variation must be true or false"):
         BuiltinSource(photo_variation="yes")
+
+
+def test_photo_variation_draws_between_the_smallest_and_largest_photo_scales(tmp_path,
+                                                                              monkeypatch):
+    Image.fromarray(np.zeros((400, 600, 3), np.uint8)).save(tmp_path / "photo.png")
+    source = BuiltinSource(0, photos=False, photo_scales=(0.5, 0.25), photo_variation=True)
+    source.photo_paths, source.photo_share = [tmp_path / "photo.png"], 1.0
+    calls = []
+    monkeypatch.setattr(sources, "varied_photo_region", lambda image, rng, h, w, smallest_scale:
+                        calls.append((image.shape, smallest_scale)) or np.zeros((h, w, 3)))
+    source.region(0, 0, 32, 32)
+    # Framed from the photo at its largest scale, down to half of that (0.25 of the photo).
+    assert calls == [((200, 300, 3), 0.5)]

@@ -128,7 +128,7 @@ def varied_photo_region(image, rng, height, width, smallest_scale=0.5, white_bal
     """
     covering = max(height, width) / min(image.shape[:2])  # the strongest downscale that covers
     low = min(1.0, max(float(smallest_scale), covering))
-    scale = float(np.exp(rng.uniform(np.log(low), 0.0))) if low < 1.0 else 1.0
+    scale = _log_uniform(rng, (low, 1.0)) if low < 1.0 else 1.0
     crop = (height, width)  # at scale 1 a photo too small is mirrored at its borders, never upscaled
     if scale < 1.0:  # the window downscaled into the region, capped where rounding overshoots
         crop = tuple(min(round(side / scale), min(image.shape[:2])) for side in (height, width))
@@ -136,7 +136,7 @@ def varied_photo_region(image, rng, height, width, smallest_scale=0.5, white_bal
     if region.shape[:2] != (height, width):
         region = np.asarray(Image.fromarray(region).resize((width, height), Image.Resampling.LANCZOS))
     pixels = region[..., rng.permutation(3)].astype(np.float32) / 255.0
-    gains = np.exp(rng.uniform(np.log(white_balance[0]), np.log(white_balance[1]), 3))
+    gains = _log_uniform(rng, white_balance, size=3)
     pixels = pixels * (gains / (gains @ _LUMA)).astype(np.float32)
     luma = pixels @ _LUMA
     pixels = luma[..., None] + _log_uniform(rng, saturation) * (pixels - luma[..., None])
@@ -144,9 +144,10 @@ def varied_photo_region(image, rng, height, width, smallest_scale=0.5, white_bal
     return np.round(pixels * 255.0).astype(np.uint8)
 
 
-def _log_uniform(rng, bounds):
-    low, high = bounds
-    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+def _log_uniform(rng, bounds, size=None):
+    """A float (or `size` of them) drawn log-uniformly from the (low, high) `bounds`."""
+    draws = np.exp(rng.uniform(*np.log(bounds), size))
+    return float(draws) if size is None else draws
 
 
 class BuiltinSource:
@@ -166,8 +167,9 @@ class BuiltinSource:
             edges like photographs') or "textured" (denser, oriented textures); see
             `dead_leaves.dead_leaves_image`.
         photo_variation: frame each photo region anew (`varied_photo_region`): a continuous
-            downscale down to min(photo_scales), permuted colour channels, saturation and tone
-            varied. False keeps the photos' own colours at the `photo_scales`.
+            scale between min(photo_scales) and max(photo_scales), permuted colour channels,
+            white balance, saturation and tone varied. False keeps the photos' own colours at
+            the `photo_scales`.
     """
 
     def __init__(self, seed=0, dead_leaves_count=8, dead_leaves_size=None, photos=True,
@@ -205,8 +207,9 @@ class BuiltinSource:
         with self._lock:
             if self._photos is None:
                 photos = [read_image_array(path) for path in self.photo_paths]
-                self._photos = [[_downscale(photo, scale) for scale in self.photo_scales]
-                                for photo in photos]
+                # Varied photos are downscaled per region, from the largest of the scales.
+                scales = (max(self.photo_scales),) if self.photo_variation else self.photo_scales
+                self._photos = [[_downscale(photo, scale) for scale in scales] for photo in photos]
             return self._photos
 
     def region(self, seed, index, height, width):
@@ -215,8 +218,8 @@ class BuiltinSource:
         if rng.random() < self.photo_share:
             photo = self._photo_pool()[int(rng.integers(0, len(self.photo_paths)))]
             if self.photo_variation:
-                return varied_photo_region(max(photo, key=lambda image: image.size), rng, height,
-                                           width, smallest_scale=min(self.photo_scales))
+                return varied_photo_region(photo[0], rng, height, width, smallest_scale=min(
+                    self.photo_scales) / max(self.photo_scales))
             large_enough = [image for image in photo if min(image.shape[:2]) >= max(height, width)]
             pool = large_enough or [max(photo, key=lambda image: image.size)]
         else:
