@@ -13,6 +13,9 @@ training never drew (seeded by `presets.HELD_OUT_SEED`). A model that gains on t
 photos and loses on the held-out ones has fitted its photos rather than learnt to deblur.
 
     python experiments/compare_presets.py nafnet-w16-mh4 --sources heldout,train-photos,leaves
+
+`--self-ensemble 8` restores every input through its flips and transposes and averages them
+(`inference.restore`), to read what the self-ensemble adds to a preset.
 """
 
 import argparse
@@ -38,6 +41,9 @@ def main():
     parser.add_argument("--sources", default="heldout",
                         help=f"sharp images of the per-octave tables, from {', '.join(SOURCES)} "
                              "(default heldout)")
+    parser.add_argument("--self-ensemble", type=int, default=1, metavar="N",
+                        help="average N flips and transposes of every input (1, 2, 4 or 8; "
+                        "inference.restore)")
     parser.add_argument("--out", help="also write the figures to this JSON file")
     args = parser.parse_args()
     sources = args.sources.split(",")
@@ -59,13 +65,15 @@ def main():
         for source in sources:
             image_source, options = SOURCES[source]
             octaves = by_blur_length(model, recipes[str(args.presets[0])], args.per_octave,
-                                     source=image_source, source_options=options)
+                                     self_ensemble=args.self_ensemble, source=image_source,
+                                     source_options=options)
             print(f"{name}, {args.per_octave} pairs of {source} per octave of shake length:\n"
                   f"{blur_length_table(octaves)}")
             key = "by_blur_length" if source == "heldout" else f"by_blur_length_{source}"
             results[str(name)][key] = octaves
         for recipe_of, recipe in recipes.items():
-            figures = held_out_figures(model, held_out_pairs_for_recipe(recipe, args.pairs))
+            figures = held_out_figures(model, held_out_pairs_for_recipe(recipe, args.pairs),
+                                       args.self_ensemble)
             results[str(name)]["held_out"][recipe_of] = {key: figures[key] for key in kept}
             print(f"{name} on {args.pairs} held-out pairs of {recipe_of}'s blur: input "
                   f"{figures['input_psnr']:.2f} -> shipped {figures['shipped_psnr']:.2f} dB "

@@ -134,8 +134,8 @@ class MultiHeadEvaluation:
         return result
 
 
-def evaluate_model(model, pairs, *, tile=None, overlap=32, compute_ssim=True, total=None,
-                   progress=False, each=None):
+def evaluate_model(model, pairs, *, tile=None, overlap=32, self_ensemble=1, compute_ssim=True,
+                   total=None, progress=False, each=None):
     """Runs `model` over (name, blurry, sharp) pairs and scores every output officially.
 
     Args:
@@ -145,6 +145,7 @@ def evaluate_model(model, pairs, *, tile=None, overlap=32, compute_ssim=True, to
             `keras_mhdeblur.data.iter_evaluation_pairs(find_pairs(root))`.
         tile, overlap: tiled inference for large images (see `inference.restore`); None for
             whole images.
+        self_ensemble: 1, 2, 4 or 8 flips and transposes averaged (`inference.restore`).
         compute_ssim: also compute the (slow) 3-D SSIM.
         total: number of pairs, for the progress bar (default `len(pairs)` when it has one).
         progress: show the running mean of the best-overall PSNR (the summary's
@@ -166,7 +167,7 @@ def evaluate_model(model, pairs, *, tile=None, overlap=32, compute_ssim=True, to
     with_auto = model.output_scorer is not None
     for name, blurry, sharp in pairs:
         outputs = restore(model, blurry, which="all+auto" if with_auto else "all", tile=tile,
-                          overlap=overlap)
+                          overlap=overlap, self_ensemble=self_ensemble)
         if each is not None:
             each(name, blurry, sharp, outputs)
         if with_auto:
@@ -178,7 +179,8 @@ def evaluate_model(model, pairs, *, tile=None, overlap=32, compute_ssim=True, to
     return evaluation
 
 
-def select_best_head(model, pairs, *, tile=None, overlap=32, total=None, progress=False):
+def select_best_head(model, pairs, *, tile=None, overlap=32, self_ensemble=1, total=None,
+                     progress=False):
     """Chooses the best single head: the output with the best mean PSNR over validation `pairs`
     (docs/method.md, "Metrics"), and stores it as `model.selected_output` (save the model to keep
     it).
@@ -190,8 +192,9 @@ def select_best_head(model, pairs, *, tile=None, overlap=32, total=None, progres
     """
     if model.single_output or model.num_outputs == 1:
         raise ValueError(f"{model.name} has a single output; there is no head to select")
-    summary = evaluate_model(model, pairs, tile=tile, overlap=overlap, compute_ssim=False,
-                             total=total, progress=progress).summary()
+    summary = evaluate_model(model, pairs, tile=tile, overlap=overlap,
+                             self_ensemble=self_ensemble, compute_ssim=False, total=total,
+                             progress=progress).summary()
     model.selected_output = summary["best_single_head"]
     return summary
 

@@ -1,4 +1,5 @@
-"""Deblurring photos: whole images, large photos in overlapping tiles, TLC, output selection.
+"""Deblurring photos: whole images, large photos in overlapping tiles, TLC, output selection,
+geometric self-ensemble.
 
 Every function takes float images (H, W, 3) in [0, 1] and returns float32 numpy arrays:
 (K', H, W, 3) for all outputs of a multi-head model, (H, W, 3) for one output.
@@ -12,6 +13,12 @@ import numpy as np
 
 #: Seconds of eager forward passes a TensorFlow `Predictor` spends before it compiles its graph.
 EAGER_SECONDS = 10.0
+
+#: How many of the eight flips and transposes `restore(..., self_ensemble=n)` may average: the
+#: first n states of `data.augment.dihedral_transform` (itself; mirrored; the four flips; all
+#: eight), each set closed under composition, so the ensemble of a transposed or mirrored image
+#: is that image's ensemble transposed or mirrored.
+SELF_ENSEMBLE_SIZES = (1, 2, 4, 8)
 
 #: The words every `which` / `--output` takes, besides an output index.
 OUTPUT_CHOICES = ("all", "all+auto", "auto", "selected", "shipped")
@@ -233,7 +240,7 @@ def _aligned(tile, overlap, multiple):
     return tile, overlap
 
 
-def restore(model, image, which=None, tile=None, overlap=32, batch_size=4):
+def restore(model, image, which=None, tile=None, overlap=32, batch_size=4, self_ensemble=1):
     """Deblurs one image.
 
     Args:
@@ -252,15 +259,33 @@ def restore(model, image, which=None, tile=None, overlap=32, batch_size=4):
             so its tiles differ slightly from the whole image.
         overlap: pixels shared by neighbouring tiles.
         batch_size: tiles per forward pass.
+        self_ensemble: 1, or 2, 4 or 8 to restore that many flips and transposes of the image
+            (`SELF_ENSEMBLE_SIZES`) and average the results, each turned back: the geometric
+            self-ensemble of restoration papers (EDSR's "+"). Blur from a shaking camera has
+            no preferred direction, so each copy is an equally good input, and their mean
+            carries less of the model's own error (docs/presets.md, "Self-ensemble"). It
+            costs n forward passes.
 
     Returns: (K', H, W, 3) or (H, W, 3) float32.
     """
+    if self_ensemble not in SELF_ENSEMBLE_SIZES:
+        raise ValueError(f"self_ensemble must be one of {SELF_ENSEMBLE_SIZES} (flips and "
+                         f"transposes averaged), got {self_ensemble!r}")
     image = np.asarray(image)
     if image.dtype == np.uint8:
         image = image.astype(np.float32) / 255.0
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
     image = image.astype(np.float32)
+    if self_ensemble > 1:
+        from keras_mhdeblur.data.augment import dihedral_transform, undo_dihedral_transform
+
+        total = 0.0
+        for state in range(self_ensemble):
+            copy = np.ascontiguousarray(dihedral_transform(image, state))
+            total = total + undo_dihedral_transform(
+                restore(model, copy, which, tile, overlap, batch_size), state)
+        return (total / self_ensemble).astype(np.float32)
     if tile is None:
         return pick_outputs(model, predictor(model)(image[None]), which)[0]
     if overlap < 0 or overlap >= tile:

@@ -64,6 +64,16 @@ def test_evaluate_matches_the_official_code(files, tmp_path, capsys):
     assert result["num_images"] == 2 and "per_output_ssim" not in result
     assert result["tlc"] == [32, 32] and result["tile"] == 32
 
+    assert main(["evaluate", str(root / "model.keras"), "--data", str(root / "data"),
+                 "--json", str(report), "--no-ssim", "--self-ensemble", "2"]) == 0
+    result = json.loads(report.read_text())
+    evaluation = MultiHeadEvaluation(compute_ssim=False)
+    for name, blurry, sharp in iter_evaluation_pairs(pairs):
+        evaluation.add(restore(model, blurry, which="all", self_ensemble=2), sharp, name)
+    np.testing.assert_allclose(result["per_output_psnr"],
+                               evaluation.summary()["per_output_psnr"], rtol=1e-6)
+    assert result["self_ensemble"] == 2
+
 
 def test_select_head_stores_the_best_mean_psnr_output(files, tmp_path, capsys):
     root, model, pairs = files
@@ -137,6 +147,9 @@ def test_bad_inputs_fail_with_the_file_named(files, tmp_path, capsys):
     assert main(["deblur", model, str(root / "photos"), "--out", str(out), "--tile", "32",
                  "--overlap", "32"]) == 1
     assert "--overlap must be in [0, --tile)" in capsys.readouterr().err
+    assert main(["deblur", model, str(root / "photos"), "--out", str(out),
+                 "--self-ensemble", "3"]) == 1
+    assert "--self-ensemble must be one of 1, 2, 4, 8; got 3" in capsys.readouterr().err
     assert main(["deblur", model, str(root / "photos"), "--out", str(out), "--output", "5"]) == 1
     assert "--output 5: output index 5 is out of range: the model has 3 outputs" \
         in capsys.readouterr().err

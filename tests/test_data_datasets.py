@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from keras_mhdeblur.data import (DataError, PairedPyDataset, augment_pair, augment_pair_tf, dihedral_transform,
+                                 undo_dihedral_transform,
                                  evaluation_dataset, find_pairs, flat_pairs, folder_pairs, gopro_pairs,
                                  iter_evaluation_pairs, read_image, realblur_pairs, summarize_dataset,
                                  training_dataset)
@@ -266,6 +267,16 @@ def _state_of(original, augmented):
     matches = [s for s in range(8) if np.array_equal(dihedral_transform(original, s), augmented)]
     assert len(matches) == 1
     return matches[0]
+
+
+def test_every_dihedral_state_is_undone_and_the_eight_differ():
+    image = np.arange(2 * 3 * 5 * 3).reshape(2, 3, 5, 3)  # a batch of non-square images
+    moved = [dihedral_transform(image, state) for state in range(8)]
+    for state, copy in enumerate(moved):
+        np.testing.assert_array_equal(undo_dihedral_transform(copy, state), image)
+    assert moved[4].shape == (2, 5, 3, 3) and moved[3].shape == image.shape
+    square = np.arange(4 * 4 * 3).reshape(4, 4, 3)
+    assert len({dihedral_transform(square, state).tobytes() for state in range(8)}) == 8
 
 
 def test_numpy_augmentation_moves_both_images_alike_and_reaches_all_8_states():

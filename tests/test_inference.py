@@ -52,16 +52,46 @@ def test_tiles_stay_close_with_active_blocks(image):
     # With non-zero beta/gamma every block adds channel attention over the whole tile (global
     # mean), so tiles differ from the whole image; measured max abs error 3.3e-3 at tile 32 /
     # overlap 16 and 1.9e-3 at 48 / 16 (mean ~1e-4 and ~3e-5).
+    active = _active_nafnet()
+    whole = restore(active, image, which="all")
+    tiled = restore(active, image, which="all", tile=48, overlap=16)
+    assert np.abs(tiled - whole).max() < 1e-2
+    assert np.abs(tiled - whole).mean() < 2e-4
+
+
+def _active_nafnet():
+    """A tiny NAFNet whose blocks do something (fresh ones are the identity: beta = gamma = 0),
+    so its output changes when the input is flipped and turned back."""
     keras.utils.set_random_seed(0)
     active = keras_mhdeblur.NAFNetMH(heads=2, **TINY)
     rng = np.random.default_rng(1)
     for variable in active.weights:
         if variable.path.split("/")[-1] in ("beta", "gamma"):
             variable.assign(rng.normal(0, 0.5, variable.shape).astype(np.float32))
-    whole = restore(active, image, which="all")
-    tiled = restore(active, image, which="all", tile=48, overlap=16)
-    assert np.abs(tiled - whole).max() < 1e-2
-    assert np.abs(tiled - whole).mean() < 2e-4
+    return active
+
+
+def test_self_ensemble_turns_every_copy_back(image):
+    active = _active_nafnet()
+    single = restore(active, image, which="all")
+    mirrored_back = restore(active, image[:, ::-1], which="all")[:, :, ::-1]
+    assert np.abs(mirrored_back - single).max() > 1e-3  # the network is not mirror-symmetric
+    # The ensemble over a group of flips commutes with every flip of that group: a copy that
+    # was not turned back, or turned back wrongly, breaks this.
+    pair = restore(active, image, which="all", self_ensemble=2)
+    np.testing.assert_allclose(pair, (single + mirrored_back) / 2, atol=1e-6)
+    eight = restore(active, image, which="all", self_ensemble=8)
+    assert eight.shape == single.shape == (3, 37, 53, 3)
+    transposed = restore(active, np.swapaxes(image, 0, 1), which="all", self_ensemble=8)
+    np.testing.assert_allclose(np.swapaxes(transposed, 1, 2), eight, atol=1e-5)
+    four = restore(active, image[::-1], which=1, self_ensemble=4)
+    np.testing.assert_allclose(four[::-1], restore(active, image, which=1, self_ensemble=4),
+                               atol=1e-5)
+    tiled = restore(active, image, which="all", tile=48, overlap=16, self_ensemble=8)
+    assert np.abs(tiled - eight).mean() < 2e-4
+    for bad in (0, 3, 16):
+        with pytest.raises(ValueError, match=f"self_ensemble must be one of .* got {bad}"):
+            restore(active, image, self_ensemble=bad)
 
 
 def test_which_selects_outputs(model, image):

@@ -214,6 +214,10 @@ def test_by_blur_length_measures_each_octave_on_the_same_regions(preset):
     leaves = by_blur_length(model, recipe, 2, size=32, octaves=((1, 2),), source="builtin:train",
                             source_options={"photo_share": 0.0, "dead_leaves_count": 2})
     assert leaves[0]["input_psnr"] != pytest.approx(rows[0]["input_psnr"], abs=0.5)
+    # The self-ensemble restores the same pairs through their flips: same input, new outputs.
+    mirrored = by_blur_length(model, recipe, 2, size=32, octaves=((1, 2),), self_ensemble=2)
+    assert mirrored[0]["input_psnr"] == rows[0]["input_psnr"]
+    assert mirrored[0]["shipped_psnr"] != pytest.approx(rows[0]["shipped_psnr"], abs=1e-4)
 
 
 def test_a_fine_tuned_preset_records_what_it_started_from(tmp_path):

@@ -66,3 +66,13 @@ def test_the_code_cites_docs_in_the_repository():
     assert cited_headings, "no citation of docs/method.md found"
     assert cited_headings <= headings, sorted(cited_headings - headings)
     assert cited_anchors <= anchors, sorted(cited_anchors - anchors)
+    # The other pages are cited the same way as docs/method.md, by page and heading.
+    missing = []
+    for path in tracked:
+        for page, heading in re.findall(r"docs/(\w+)\.md, [\"']([^\"']+)[\"']",
+                                        (REPO_ROOT / path).read_text()):
+            doc = REPO_ROOT / "docs" / f"{page}.md"
+            if not doc.is_file() or heading not in re.findall(r"^#+ (.+)$", doc.read_text(),
+                                                              flags=re.MULTILINE):
+                missing.append(f"{path}: docs/{page}.md, {heading!r}")
+    assert not missing, missing

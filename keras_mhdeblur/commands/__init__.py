@@ -43,17 +43,23 @@ def reports_errors(command):
     return decorate
 
 
-def check_tiling(args):
+def check_inference_arguments(args):
+    """--overlap against --tile, and --self-ensemble, before any model is loaded."""
+    from keras_mhdeblur.inference import SELF_ENSEMBLE_SIZES
+
     if args.tile is not None and not 0 <= args.overlap < args.tile:
         raise CommandError(f"--overlap must be in [0, --tile) = [0, {args.tile}); got "
                            f"{args.overlap}")
+    if args.self_ensemble not in SELF_ENSEMBLE_SIZES:
+        raise CommandError(f"--self-ensemble must be one of "
+                           f"{', '.join(map(str, SELF_ENSEMBLE_SIZES))}; got {args.self_ensemble}")
 
 
 def inference_model(model, args):
-    """`model` as --tlc asks (its TLC version, or itself); checks --tile/--overlap."""
+    """`model` as --tlc asks (its TLC version, or itself); checks the inference flags."""
     from keras_mhdeblur.models.surgery import with_tlc
 
-    check_tiling(args)
+    check_inference_arguments(args)
     if args.tlc is None:
         return model
     try:
@@ -66,7 +72,7 @@ def load_inference_model(args):
     """The model of args.model for inference, converted to TLC when --tlc is given."""
     from keras_mhdeblur.saving import load_model
 
-    check_tiling(args)
+    check_inference_arguments(args)
     return inference_model(load_model(args.model, compile=False), args)
 
 

@@ -38,7 +38,8 @@ def add_scoring_arguments(parser, model_help, data_help):
 
 
 def add_inference_arguments(parser):
-    """--tile, --overlap and --tlc, shared by evaluate, select-head and deblur."""
+    """--tile, --overlap, --tlc and --self-ensemble, shared by evaluate, select-head and deblur."""
+
     parser.add_argument("--tile", type=positive_int, default=None, metavar="N",
                         help="run on N x N tiles blended over --overlap pixels (large photos; "
                         "default: the whole image at once)")
@@ -47,3 +48,6 @@ def add_inference_arguments(parser):
     parser.add_argument("--tlc", type=image_size, default=None, metavar="HxW",
                         help="NAFNet only: test-time local pooling (TLC) for this training crop "
                         "size, e.g. 256x256 (docs/method.md, 'TLC')")
+    parser.add_argument("--self-ensemble", type=int, default=1, metavar="N",
+                        help="average the outputs of N flips and transposes of each image: 1, 2, "
+                        "4 or 8 (N times the time; docs/presets.md, 'Self-ensemble'; default 1)")

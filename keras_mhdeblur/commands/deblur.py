@@ -145,7 +145,8 @@ def deblur_command(args):
     for number, path in enumerate(paths, 1):
         start = time.perf_counter()
         image = read_image(path)
-        restored = restore(model, image, which=which, tile=args.tile, overlap=args.overlap)
+        restored = restore(model, image, which=which, tile=args.tile, overlap=args.overlap,
+                           self_ensemble=args.self_ensemble)
         files = plan[path]
         if args.all_heads and outputs > 1:
             for k in range(outputs):

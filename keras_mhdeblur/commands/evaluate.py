@@ -27,7 +27,8 @@ def evaluate_command(args):
     model = load_inference_model(args)
     pairs = find_pair_set(args.data, args.split, args.limit, args.allow_unpaired)
     evaluation = evaluate_model(model, iter_evaluation_pairs(pairs, verify=False),
-                                tile=args.tile, overlap=args.overlap, compute_ssim=args.ssim,
+                                tile=args.tile, overlap=args.overlap,
+                                self_ensemble=args.self_ensemble, compute_ssim=args.ssim,
                                 total=len(pairs), progress=True)
     summary = evaluation.summary()
     print(format_summary(summary, f"{args.model} on {pairs.root}"
@@ -37,6 +38,7 @@ def evaluate_command(args):
         record.update(model=str(args.model), data=str(args.data), split=args.split,
                       tile=args.tile, overlap=args.overlap if args.tile else None,
                       tlc=list(args.tlc) if args.tlc else None,
+                      self_ensemble=args.self_ensemble,
                       per_image_psnr=dict(zip(evaluation.names, evaluation.psnr)))
         write_json(args.json, record)
         print(f"wrote {args.json}")

@@ -32,7 +32,8 @@ def select_head_command(args):
     scorer = inference_model(model, args)
     pairs = find_pair_set(args.data, args.split, args.limit, args.allow_unpaired)
     summary = select_best_head(scorer, iter_evaluation_pairs(pairs, verify=False), tile=args.tile,
-                            overlap=args.overlap, total=len(pairs), progress=True)
+                               overlap=args.overlap, self_ensemble=args.self_ensemble,
+                               total=len(pairs), progress=True)
     print(format_summary(summary, f"{args.model} on {pairs.root}"))
     model.selected_output = summary["best_single_head"]
     destination = save_model(model, args.out or args.model)

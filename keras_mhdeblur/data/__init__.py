@@ -1,7 +1,7 @@
 """Paired deblurring data: datasets on disk, synthetic GoPro-style blur, input pipelines."""
 
 from keras_mhdeblur.data.augment import (Augmentation, augment_pair, augment_pair_tf,
-                                         dihedral_transform)
+                                         dihedral_transform, undo_dihedral_transform)
 from keras_mhdeblur.data.datasets import (ImagePair, PairInfo, PairSet, find_pairs, flat_pairs,
                                           folder_pairs, gopro_pairs, realblur_pairs,
                                           summarize_dataset)

@@ -66,6 +66,18 @@ def dihedral_transform(image, state):
     return image
 
 
+def undo_dihedral_transform(image, state):
+    """The inverse of `dihedral_transform(image, state)`: the flips undo themselves, then the
+    transpose."""
+    if state & 2:
+        image = image[..., ::-1, :, :]
+    if state & 1:
+        image = image[..., :, ::-1, :]
+    if state & 4:
+        image = np.swapaxes(image, -3, -2)
+    return image
+
+
 def adjust_saturation(image, factor):
     """Blends (..., 3) RGB in [0, 1] with its grayscale: factor 0 = gray, 1 = unchanged."""
     gray = image @ np.asarray(_LUMA_WEIGHTS, dtype=np.float32)

@@ -44,10 +44,11 @@ def colour_cast(shift):
     return float(np.max(np.abs(shift - shift.mean())))
 
 
-def held_out_figures(model, pairs):
+def held_out_figures(model, pairs, self_ensemble=1):
     """PSNR/SSIM of input, shipped output, best single head and oracle on `pairs`
     ([(name, blurry, sharp), ...]); wins per output; the shipped output's worst colour shift and
-    every output's mean one."""
+    every output's mean one. `self_ensemble`: flips and transposes averaged
+    (`inference.restore`)."""
     from keras_mhdeblur.evaluation import evaluate_inputs, evaluate_model
     from keras_mhdeblur.inference import output_choice
 
@@ -65,7 +66,7 @@ def held_out_figures(model, pairs):
         shifts.append(channel_shift(shipped, blurry))
 
     inputs = evaluate_inputs(pairs).summary()
-    evaluation = evaluate_model(model, pairs, each=measure_shifts)
+    evaluation = evaluate_model(model, pairs, self_ensemble=self_ensemble, each=measure_shifts)
     summary = evaluation.summary()
     if model.single_output:
         shipped_psnr, shipped_ssim = summary["per_output_psnr"][0], summary["per_output_ssim"][0]
@@ -110,14 +111,16 @@ def held_out_figures(model, pairs):
 BLUR_OCTAVES = ((1, 2), (2, 4), (4, 8), (8, 16), (16, 32))
 
 
-def by_blur_length(model, recipe, count, size=192, octaves=BLUR_OCTAVES, **source):
+def by_blur_length(model, recipe, count, size=192, octaves=BLUR_OCTAVES, self_ensemble=1,
+                   **source):
     """The shipped output against the input per octave of camera-shake length.
 
     Each octave's pairs are the recipe's blur (its noise, JPEG, highlights, label) with the
     path length drawn uniformly in that octave, on the held-out photos, from the same seed: the
     same regions and noise, only the length differs. So a model that helps long shake and harms
     mild shake shows it, whatever share of each the recipe trained on. `source=` and
-    `source_options=` (of `held_out_pairs_for_recipe`) take other sharp images instead.
+    `source_options=` (of `held_out_pairs_for_recipe`) take other sharp images instead;
+    `self_ensemble` averages flips and transposes (`inference.restore`).
 
     Returns:
         [{"blur_pixels": [low, high], "input_psnr", "shipped_psnr", "oracle_psnr",
@@ -130,7 +133,7 @@ def by_blur_length(model, recipe, count, size=192, octaves=BLUR_OCTAVES, **sourc
         blur = {**recipe.get("synthetic_blur", {}), "blur_pixels": [low, high],
                 "blur_length_scale": "linear"}
         figures = held_out_figures(model, held_out_pairs_for_recipe(
-            {**recipe, "synthetic_blur": blur}, count, size, **source))
+            {**recipe, "synthetic_blur": blur}, count, size, **source), self_ensemble)
         rows.append({"blur_pixels": [low, high], "input_psnr": figures["input_psnr"],
                      "shipped_psnr": figures["shipped_psnr"],
                      "oracle_psnr": figures["oracle_psnr"],
