@@ -283,3 +283,12 @@ def test_init_from_fine_tunes_a_model_with_its_architecture(tmp_path, capsys):
     with pytest.raises(CommandError, match=r"drop overrides \{'middle_blocks': 2\} \(it has "
                                            r"\{'middle_blocks': 1\}\)"):
         resolved("--override", "middle_blocks=2")
+    # A single-head model has nothing to combine: a twin's next stage, started from it with the
+    # multi-head recipe and --heads 1 with or without --no-combine, agrees with it.
+    save_model(build_model("nafnet-w32", heads=1, combine_heads=False, width=8,
+                           enc_blocks=[1, 1], dec_blocks=[1, 1]), source_file)
+    for extra in ((), ("--no-combine",)):
+        single = resolved("--heads", "1", *extra)
+        assert single.heads == 1
+    with pytest.raises(CommandError, match=r"drop heads=4 \(it has 1\)"):
+        resolved("--heads", "4")

@@ -215,6 +215,8 @@ def _architecture_from(init_from, requested):
             if differing:
                 conflicts.append(f"overrides {differing!r} (it has "
                                  f"{ {key: actual.get(key) for key in differing}!r})")
+        elif name == "combine_heads" and architecture["heads"] == 1:
+            continue  # one head has nothing to combine: --no-combine and a recipe's true agree
         elif name == "width" and plain[name] is not None:
             if plain[name] != actual.get("width"):
                 conflicts.append(f"width={requested[name]!r} (it has {actual.get('width')!r})")
