@@ -39,7 +39,6 @@ def add_scoring_arguments(parser, model_help, data_help):
 
 def add_inference_arguments(parser):
     """--tile, --overlap, --tlc and --self-ensemble, shared by evaluate, select-head and deblur."""
-
     parser.add_argument("--tile", type=positive_int, default=None, metavar="N",
                         help="run on N x N tiles blended over --overlap pixels (large photos; "
                         "default: the whole image at once)")
