@@ -16,6 +16,14 @@ Two options of ours, off by default, weigh the outputs instead of keeping only t
 - relaxed winner-takes-all (`relaxation=eps`): the winner gets weight 1 - eps and each of the
   other K' - 1 outputs eps / (K' - 1); the weights sum to 1.
 
+And one that adds to any of the three:
+
+- anchored winner-takes-all (`anchor=w`): output 0, the first physical head, is also trained on
+  every sample, with weight w, as a single-head model is. The other heads still specialise under
+  the assignment, and the model keeps one output that has learnt from every pair: at the same
+  budget a winner-takes-all output generalises worse to unseen photos than a single head
+  (docs/presets.md, "Against a single head at the same budget").
+
 y_true: (B, H, W, C); y_pred: (B, K', H, W, C), or (B, H, W, C) for a single-output model.
 """
 
@@ -130,10 +138,13 @@ class MinOverHeads(keras.losses.Loss):
         anneal_steps: optimiser steps over which T falls linearly from T0 to 0; None keeps T0
             for ever (a plain soft-min). The model passes the step (`step_dependent`).
         relaxation: eps of relaxed winner-takes-all (0 <= eps < 1); 0 (default) is official.
+        anchor: w >= 0, the weight of output 0's own error added for every sample (anchored
+            winner-takes-all); 0 (default) is official.
     """
 
     def __init__(self, base="psnr", weight=1.0, temperature=0.0, anneal_steps=None,
-                 relaxation=0.0, reduction="sum_over_batch_size", name=None, **kwargs):
+                 relaxation=0.0, anchor=0.0, reduction="sum_over_batch_size", name=None,
+                 **kwargs):
         if isinstance(base, str) and base not in BASE_ERRORS:
             raise ValueError(
                 f"Unknown base error {base!r}; expected one of {sorted(BASE_ERRORS)} or a callable "
@@ -150,11 +161,14 @@ class MinOverHeads(keras.losses.Loss):
         if float(temperature) > 0 and float(relaxation) > 0:
             raise ValueError("choose one of temperature (annealed) and relaxation (relaxed), "
                              "not both")
+        if not float(anchor) >= 0:
+            raise ValueError(f"anchor must be >= 0, got {anchor!r}")
         self.base = base
         self.weight = float(weight)
         self.temperature = float(temperature)
         self.anneal_steps = None if anneal_steps is None else int(anneal_steps)
         self.relaxation = float(relaxation)
+        self.anchor = float(anchor)
         self._step = None
         base_name = base if isinstance(base, str) else getattr(base, "__name__", "custom")
         super().__init__(name=name or f"min_over_heads_{base_name}", reduction=reduction, **kwargs)
@@ -176,8 +190,8 @@ class MinOverHeads(keras.losses.Loss):
 
     @property
     def is_official(self):
-        """True for the official hard minimum (no temperature, no relaxation)."""
-        return self.temperature == 0 and self.relaxation == 0
+        """True for the official hard minimum (no temperature, relaxation or anchor)."""
+        return self.temperature == 0 and self.relaxation == 0 and self.anchor == 0
 
     @property
     def step_dependent(self):
@@ -221,17 +235,20 @@ class MinOverHeads(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         errors = self.per_output_error(y_true, y_pred)
-        if self.is_official:
-            return self.weight * ops.min(errors, axis=1)
-        weights = self.output_weights(errors, self._step)
-        return self.weight * ops.sum(weights * errors, axis=1)
+        if self.temperature == 0 and self.relaxation == 0:
+            assigned = ops.min(errors, axis=1)
+        else:
+            assigned = ops.sum(self.output_weights(errors, self._step) * errors, axis=1)
+        if self.anchor:
+            assigned = assigned + self.anchor * errors[:, 0]
+        return self.weight * assigned
 
     def get_config(self):
         base = self.base if isinstance(self.base, str) else keras.saving.serialize_keras_object(
             self.base)
         return {**super().get_config(), "base": base, "weight": self.weight,
                 "temperature": self.temperature, "anneal_steps": self.anneal_steps,
-                "relaxation": self.relaxation}
+                "relaxation": self.relaxation, "anchor": self.anchor}
 
     @classmethod
     def from_config(cls, config):
@@ -245,10 +262,10 @@ def MultiHeadPSNRLoss(weight=1.0, **kwargs):
     return MinOverHeads("psnr", weight=weight, **kwargs)
 
 
-def with_assignment(loss, temperature=0.0, anneal_steps=None, relaxation=0.0):
+def with_assignment(loss, temperature=0.0, anneal_steps=None, relaxation=0.0, anchor=0.0):
     """`loss` (a `MinOverHeads`: a backbone's `default_loss()`) with the same base error and
-    weight and another winner assignment (see the module doc)."""
+    weight and another winner assignment or anchor (see the module doc)."""
     if not isinstance(loss, MinOverHeads):
         raise ValueError(f"winner assignment options need a MinOverHeads loss, got {loss!r}")
     return MinOverHeads(loss.base, weight=loss.weight, temperature=temperature,
-                        anneal_steps=anneal_steps, relaxation=relaxation)
+                        anneal_steps=anneal_steps, relaxation=relaxation, anchor=anchor)

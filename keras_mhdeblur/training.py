@@ -103,6 +103,8 @@ class TrainConfig:
             temperature T0 in the loss's units (dB for PSNR), falling linearly to 0 over
             `anneal_steps` steps (None: over the first half of `steps`). 0: the official loss.
         relaxation: relaxed winner-takes-all, eps on the losers. 0: the official loss.
+        anchor: anchored winner-takes-all, the weight of output 0's error on every sample, on
+            top of the assignment (`MinOverHeads`); needs K > 1. 0: the official loss.
         init_from: fine-tune: start from this model's weights (a preset name or folder, or a
             .keras file) instead of a fresh initialisation. The architecture settings (model,
             heads, combine_heads, width, overrides) must describe it: `architecture_of` gives
@@ -138,6 +140,7 @@ class TrainConfig:
     temperature: float = 0.0
     anneal_steps: int | None = None
     relaxation: float = 0.0
+    anchor: float = 0.0
     init_from: str | None = None
 
     @classmethod
@@ -226,6 +229,12 @@ class TrainConfig:
         if self.temperature and self.relaxation:
             fail("choose one winner assignment: --temperature (annealed) or --relaxation "
                  "(relaxed), not both")
+        if (not isinstance(self.anchor, (int, float)) or isinstance(self.anchor, bool)
+                or not self.anchor >= 0):
+            fail(f"anchor must be a number >= 0, got {self.anchor!r}")
+        if self.anchor and self.heads == 1:
+            fail("anchor needs several heads (--heads K > 1): a single head already learns "
+                 "from every pair")
 
     def architecture(self):
         """The network in words, e.g. "nafnet-w32 with width=12, enc_blocks=[1, 1], K=4 +
@@ -452,17 +461,19 @@ def initialise_from(model, config):
 
 
 def training_loss(model, config):
-    """The backbone's official loss, with the run's winner assignment (annealed or relaxed)."""
+    """The backbone's official loss, with the run's winner assignment (annealed or relaxed) and
+    anchor."""
     from keras_mhdeblur.losses import with_assignment
 
     loss = model.default_loss()
-    if not config.temperature and not config.relaxation:
+    if not config.temperature and not config.relaxation and not config.anchor:
         return loss
     anneal_steps = None
     if config.temperature:
         anneal_steps = config.anneal_steps or max(1, config.steps // 2)
     return with_assignment(loss, temperature=float(config.temperature),
-                           anneal_steps=anneal_steps, relaxation=float(config.relaxation))
+                           anneal_steps=anneal_steps, relaxation=float(config.relaxation),
+                           anchor=float(config.anchor))
 
 
 def check_model_matches(model, config, path):

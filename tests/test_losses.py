@@ -176,6 +176,31 @@ def test_assignment_options_validate_and_serialize():
     assert MinOverHeads().is_official and not MinOverHeads().step_dependent
 
 
+@pytest.mark.parametrize("assignment", [{}, {"relaxation": 0.2}, {"temperature": 2.0}])
+def test_an_anchor_trains_output_0_on_every_sample_on_top_of_the_assignment(assignment):
+    y_true, y_pred = _batch(outputs=5)
+    errors = _errors(y_true, y_pred)
+    assert (keras.ops.convert_to_numpy(errors).argmin(axis=1) != 0).any()  # 0 loses somewhere
+    assigned = MinOverHeads("psnr", weight=0.5, **assignment)
+    anchored = MinOverHeads("psnr", weight=0.5, anchor=0.7, **assignment)
+    if assigned.is_official:
+        weights = keras.ops.convert_to_numpy(keras.ops.one_hot(keras.ops.argmin(errors, 1), 5))
+    else:
+        weights = keras.ops.convert_to_numpy(assigned.output_weights(errors))
+    weights[:, 0] += 0.7
+    np.testing.assert_allclose(
+        float(anchored(y_true, y_pred)),
+        float(assigned(y_true, y_pred)) + 0.5 * 0.7 * keras.ops.convert_to_numpy(errors)[:, 0].mean(),
+        rtol=1e-5)
+    gradient = _assert_gradient_weighs_each_error(anchored, 0.5 * weights, y_true, y_pred)
+    assert (np.abs(gradient[:, 0]).sum(axis=(1, 2, 3)) > 0).all()  # output 0 learns from all
+    assert not anchored.is_official
+    restored = keras.losses.deserialize(keras.losses.serialize(anchored))
+    assert restored.anchor == 0.7 and restored.weight == 0.5
+    with pytest.raises(ValueError, match="anchor must be >= 0"):
+        MinOverHeads(anchor=-1.0)
+
+
 @pytest.mark.parametrize("base, weight", [("psnr", 0.5), ("l1", 1.0), ("mprnet", 1.0)])
 def test_with_assignment_keeps_each_backbones_base_and_weight(base, weight):
     from keras_mhdeblur.losses import with_assignment

@@ -237,3 +237,21 @@ def test_a_fine_tuned_preset_records_what_it_started_from(tmp_path):
     assert shipped["recipe"] == preset_metadata(DEFAULT_PRESET)["training"]["recipe"]
     assert initial_training(str(tmp_path / "elsewhere.keras")) == {
         "model": str(tmp_path / "elsewhere.keras")}
+
+
+def test_every_recipe_in_presets_is_a_valid_training_config_of_the_same_network():
+    from pathlib import Path
+
+    from keras_mhdeblur.commands.train import read_config_file
+    from keras_mhdeblur.training import RECOMMENDED_HEADS, TrainConfig
+
+    recipes = sorted((Path(__file__).resolve().parents[1] / "presets").glob("*.yaml"))
+    assert len(recipes) >= 2
+    architectures = set()
+    for recipe in recipes:
+        values = read_config_file(str(recipe))
+        if values.pop("recommended_heads", False):
+            values = {**RECOMMENDED_HEADS, **values}
+        config = TrainConfig.from_dict(values, str(recipe))  # raises on an unknown key or value
+        architectures.add(config.architecture())
+    assert len(architectures) == 1, architectures  # stages fine-tune one network

@@ -127,3 +127,23 @@ def test_recommended_heads_is_one_flag_and_the_others_override_it(tmp_path):
     recipe.write_text("recommended-heads: true\nsteps: 10\n")
     config = config_of("--config", str(recipe))
     assert config.temperature == RECOMMENDED_HEADS["temperature"] and config.steps == 10
+
+
+def test_an_anchor_is_a_flag_recorded_in_the_run_and_needs_several_heads(tmp_path, capsys):
+    from keras_mhdeblur.training import TrainConfig, training_loss
+
+    flags = TINY_RUN[:TINY_RUN.index("--temperature")]
+    assert main(["train", "--out", str(tmp_path / "anchored")] + flags + ["--anchor", "1"]) == 0
+    config = json.loads((tmp_path / "anchored" / "config.json").read_text())
+    assert config["anchor"] == 1.0
+    model = load_model(tmp_path / "anchored" / "model.keras")
+    assert model.restoration_loss.anchor == 1.0
+    assert training_loss(model, TrainConfig.from_dict(config)).anchor == 1.0
+    # an old run folder, written before the option existed, resumes as unanchored
+    del config["anchor"]
+    assert TrainConfig.from_dict(config).anchor == 0.0
+    code = main(["train", "--out", str(tmp_path / "one")] + flags + ["--heads", "1", "--anchor",
+                                                                      "1"])
+    assert code != 0 and "anchor needs several heads" in capsys.readouterr().err
+    code = main(["train", "--out", str(tmp_path / "minus"), "--synthetic", "--anchor", "-0.5"])
+    assert code != 0 and "anchor must be a number >= 0" in capsys.readouterr().err
