@@ -1,0 +1,80 @@
+"""Every output of a multi-head preset, and the mean of its physical heads, per octave of shake.
+
+    python experiments/outputs_by_blur_length.py nafnet-w16-mh4
+    python experiments/outputs_by_blur_length.py runs/preset-stage4 --source train-photos
+
+The pairs are those of `experiments/compare_presets.py` (`presets.measure.by_blur_length`: the
+preset's own blur, 16 pairs per octave, held-out photos, seed `presets.HELD_OUT_SEED`), so the
+rows line up with its tables. For each octave it prints the gain over the blurry input (8-bit
+PSNR, dB) of every output, then of the mean of the K physical heads, which is not an output of
+the model: with winner-takes-all no output has learnt from every pair, and the mean shows how far
+the heads are from the single answer a user wants (docs/presets.md, "Against a single head at
+the same budget").
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+SOURCES = {"heldout": ("builtin:heldout", None),
+           "train-photos": ("builtin:train", {"photo_share": 1.0})}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("preset", help="preset name or folder (a multi-head model)")
+    parser.add_argument("--per-octave", type=int, default=16, help="pairs per octave")
+    parser.add_argument("--source", choices=sorted(SOURCES), default="heldout",
+                        help="sharp images: the held-out photos or the training photos")
+    parser.add_argument("--out", help="also write the figures to this JSON file")
+    args = parser.parse_args()
+
+    from keras_mhdeblur.data.io import to_uint8
+    from keras_mhdeblur.evaluation import evaluate_inputs, evaluate_model, psnr_uint8
+    from keras_mhdeblur.heads import physical_head_outputs
+    from keras_mhdeblur.presets import from_preset, held_out_pairs_for_recipe, preset_metadata
+    from keras_mhdeblur.presets.measure import BLUR_OCTAVES
+
+    model = from_preset(args.preset)
+    if model.num_outputs < 2:
+        parser.error(f"{args.preset}: has one output; this compares the outputs of a multi-head "
+                     "model")
+    recipe = preset_metadata(args.preset)["training"]["recipe"]
+    heads = physical_head_outputs(model.heads, model.combine_heads)
+    source, options = SOURCES[args.source]
+    rows = []
+    print(f"{args.preset}: gain over the input (dB) per output, then the mean of the physical "
+          f"heads (outputs {', '.join(map(str, heads))}); {args.per_octave} pairs of "
+          f"{args.source} per octave")
+    for low, high in BLUR_OCTAVES:
+        blur = {**recipe.get("synthetic_blur", {}), "blur_pixels": [low, high],
+                "blur_length_scale": "linear"}
+        pairs = held_out_pairs_for_recipe({**recipe, "synthetic_blur": blur}, args.per_octave,
+                                          source=source, source_options=options)
+        mean_psnr = []
+        evaluation = evaluate_model(model, pairs, compute_ssim=False, each=lambda _, __, sharp,
+                                    outputs: mean_psnr.append(psnr_uint8(
+                                        to_uint8(np.mean([outputs[k] for k in heads], axis=0)),
+                                        to_uint8(sharp))))
+        input_psnr = evaluate_inputs(pairs, compute_ssim=False).summary()["per_output_psnr"][0]
+        gains = [psnr - input_psnr for psnr in evaluation.summary()["per_output_psnr"]]
+        row = {"blur_pixels": [low, high], "input_psnr": input_psnr, "output_gains_db": gains,
+               "mean_of_heads_gain_db": float(np.mean(mean_psnr)) - input_psnr}
+        rows.append(row)
+        print(f"{low}-{high} px (input {input_psnr:.2f} dB): "
+              + " ".join(f"{gain:+.2f}" for gain in gains)
+              + f" | mean of heads {row['mean_of_heads_gain_db']:+.2f}", flush=True)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        temporary = out.with_name(f".{out.name}.tmp")
+        temporary.write_text(json.dumps(rows, indent=2) + "\n")
+        temporary.replace(out)
+        print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
