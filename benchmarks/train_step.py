@@ -6,7 +6,10 @@
     python benchmarks/train_step.py --batch 1 --crop 128 --jit off,on      # the CPU figure
 
 Prints images/s, the first step's time (trace + compile) and peak memory (device memory on a
-GPU, peak RSS on the CPU). Comma-separated configs, precisions and jit settings, and repeated
+GPU, peak RSS on the CPU). On TensorFlow's CPU it also prints the peak of the tensors TensorFlow
+allocated (its CPU allocator's statistics), and the JSON row has the RSS the process had after
+importing the framework, before any model: the peak RSS less both is the runtime's own
+(graphs, kernels' caches, the allocator's slack). Comma-separated configs, precisions and jit settings, and repeated
 --override, run every combination one after another, each in its own process, so that peak
 memory and compile caches are their own; compare rows of one run only.
 """
@@ -65,6 +68,20 @@ def _peak_memory_bytes():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "host RSS"
 
 
+def _tensor_peak_bytes():
+    """The peak of the bytes TensorFlow's CPU allocator handed out (tensors: weights, optimiser
+    state, activations, gradients); nan elsewhere."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return float("nan")
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return float("nan")
+    return tf.config.experimental.get_memory_info("CPU:0")["peak"]
+
+
 def _device_name():
     import keras
 
@@ -87,6 +104,7 @@ def run_one(config, precision, args):
 
     import keras_mhdeblur
 
+    import_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     keras.config.set_dtype_policy(precision)
     keras.utils.set_random_seed(0)
     model = keras_mhdeblur.build_model(config, heads=args.heads,
@@ -114,20 +132,22 @@ def run_one(config, precision, args):
         "jit": args.jit, "override": args.override[0], "batch": args.batch, "crop": args.crop,
         "params": model.count_params(), "images_per_s": args.batch * args.steps / elapsed,
         "first_step_s": first_step, "peak_memory_gib": peak / 2**30, "memory": where,
+        "import_rss_gib": import_rss / 2**30, "tensor_peak_gib": _tensor_peak_bytes() / 2**30,
         "versions": f"keras {keras.__version__}",
     }
 
 
 def _print_table(rows, header=True):
     title = (f"{'config':<12} {'precision':<15} {'backend':<10} {'jit':<4} {'img/s':>8} "
-             f"{'first step s':>12} {'peak GiB':>9}  override / device")
+             f"{'first step s':>12} {'peak GiB':>9} {'tensors GiB':>11}  override / device")
     if header:
         print(title)
         print("-" * len(title))
     for row in rows:
         print(f"{row['config']:<12} {row['precision']:<15} {row['backend']:<10} {row['jit']:<4} "
               f"{row['images_per_s']:>8.2f} {row['first_step_s']:>12.1f} "
-              f"{row['peak_memory_gib']:>9.2f}  {row['override']} / {row['device']} "
+              f"{row['peak_memory_gib']:>9.2f} {row['tensor_peak_gib']:>11.2f}  "
+              f"{row['override']} / {row['device']} "
               f"({row['memory']})")
 
 

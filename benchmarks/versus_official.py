@@ -16,7 +16,10 @@ combination, fp32, the same batch and crop (default: batch 1, 128x128, the CPU f
 docs/speed.md): forward, multi-head PSNR loss, backward, global-norm clip 0.01, AdamW. Ours is
 `benchmarks/train_step.py` on the current Keras backend; theirs is the official step in eager
 mode. Runs alternate (ours, theirs, ours, ...), each in its own process, so that a noisy machine
-hits both alike and every peak RSS is one process's own (read from the kernel at exit).
+hits both alike and every peak RSS is one process's own (read from the kernel at exit). The
+memory rows split the peak: the RSS a process has after only importing its framework, the rest
+above it, and for ours the tensors at their peak (TensorFlow's CPU allocator), so that what a
+framework costs is told apart from what the step itself holds.
 
 With inference (the default), the same models deblur one image: the first call of a fresh
 process (what a user waits for: ours includes tracing where it happens, theirs nothing to
@@ -92,7 +95,19 @@ def train_ours(model, args):
                       str(args.steps), "--jit", "auto"], _environment(args))
     row = json.loads([line for line in text.splitlines() if line.startswith("ROW ")][-1][4:])
     return {"img_s": row["images_per_s"], "first_step_s": row["first_step_s"], "peak_gib": rss,
+            "import_gib": row["import_rss_gib"], "above_import_gib": rss - row["import_rss_gib"],
+            "tensor_peak_gib": row["tensor_peak_gib"],
             "version": f"{row['backend']}, {row['versions']}"}
+
+
+def _torch_import_gib(args):
+    """Peak RSS of a process that only imports torch: what the official step's process holds
+    before any model."""
+    return _run([sys.executable, "-c", "import torch"], _environment(args))[1]
+
+
+def _with_import(row, import_gib):
+    return {**row, "import_gib": import_gib, "above_import_gib": row["peak_gib"] - import_gib}
 
 
 def train_theirs(model, args):
@@ -100,7 +115,7 @@ def train_theirs(model, args):
         text, rss = _run([sys.executable, __file__, "--child", "torch-train", "--model", model,
                           *_child_arguments(args)], _environment(args))
         row = json.loads([line for line in text.splitlines() if line.startswith("TRAIN ")][-1][6:])
-        return {**row, "peak_gib": rss}
+        return _with_import({**row, "peak_gib": rss}, _torch_import_gib(args))
     env = {**_environment(args), "BENCH_BATCH": str(args.batch), "BENCH_CROP": str(args.crop),
            "BENCH_STEPS": str(args.steps), "BENCH_WARMUP": "1"}
     text, rss = _run([sys.executable, str(args.official / "bench_torch.py"), "--config",
@@ -108,8 +123,9 @@ def train_theirs(model, args):
     row = json.loads([line for line in text.splitlines() if line.startswith("RESULT ")][-1][7:])
     if row.get("status") != "ok":
         raise SystemExit(f"official step: {row.get('status')}")
-    return {"img_s": row["img_s"], "first_step_s": row["first_step_s"], "peak_gib": rss,
-            "version": f"torch {row['framework_version']}"}
+    return _with_import({"img_s": row["img_s"], "first_step_s": row["first_step_s"],
+                         "peak_gib": rss, "version": f"torch {row['framework_version']}"},
+                        _torch_import_gib(args))
 
 
 SIZES = {"256x256": (256, 256), "1280x720": (720, 1280)}
@@ -356,7 +372,12 @@ def main():
               f"official {train['theirs'][0]['version']}")
         _report(train, [("img_s", "train step", "img/s"),
                         ("first_step_s", "first train step", "s"),
-                        ("peak_gib", "peak RSS, train", "GiB")])
+                        ("peak_gib", "peak RSS, train", "GiB"),
+                        ("import_gib", "RSS of the framework's import", "GiB"),
+                        ("above_import_gib", "peak RSS above the import, train", "GiB")])
+        tensors = statistics.median(row["tensor_peak_gib"] for row in train["ours"])
+        print(f"{'ours: tensors at their peak, train':<34} {tensors:>9.2f} GiB  (TensorFlow's CPU "
+              "allocator; the rest above the import is the runtime's own)")
         if not args.no_inference:
             _report(inference, [("first_call_s", "first call 256x256 (fresh process)", "s"),
                                 ("forward_256x256_s", "forward 256x256 (warm)", "s"),
