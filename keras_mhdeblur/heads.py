@@ -82,3 +82,35 @@ class MultiHeadOutput(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "heads": self.heads,
                 "combine_heads": self.combine_heads, "channels": self.channels}
+
+
+def expand_single_head(array, wanted_shape, heads, perturbation=1e-2, rng=None):
+    """A single-head model's weight for the same network with K heads: the axis of 3 image
+    channels that the K-head model has as 3K. None when `array` is not such a weight.
+
+    An output axis is replicated per head: head 0 exact, so that output 0 starts as the single
+    head, and heads 1.. perturbed by `perturbation` x the weight's std, so that the heads are
+    not tied and winner-takes-all can pull them apart. An input axis reading all heads' images
+    (a Keras conv kernel's axis 2) is replicated and divided by K, so that identical heads give
+    the single head's features.
+    """
+    array = np.asarray(array, np.float32)
+    if array.ndim == 0 or array.ndim != len(wanted_shape):
+        return None
+    axes = [axis for axis, (have, want) in enumerate(zip(array.shape, wanted_shape))
+            if have != want]
+    if len(axes) != 1 or wanted_shape[axes[0]] != heads * array.shape[axes[0]]:
+        return None
+    axis = axes[0]
+    is_input_axis = array.ndim == 4 and axis == 2
+    rng = np.random.default_rng(0) if rng is None else rng
+    copies = []
+    for head in range(heads):
+        copy = array.copy()
+        if is_input_axis:
+            copy = copy / heads
+        elif head > 0 and perturbation:
+            scale = perturbation * (float(np.std(array)) or 1.0)
+            copy = copy + rng.normal(0.0, scale, copy.shape).astype(np.float32)
+        copies.append(copy)
+    return np.concatenate(copies, axis=axis)

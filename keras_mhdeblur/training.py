@@ -442,9 +442,18 @@ def load_initial_model(init_from):
 def initialise_from(model, config):
     """Copies the weights of `config.init_from` into the freshly built `model` (same
     architecture; a scoring branch of the source is not carried over: train a new one, and
-    neither is the step of its annealing schedule: the new run's schedule starts at 0)."""
+    neither is the step of its annealing schedule: the new run's schedule starts at 0).
+
+    A single-head source grows into the run's K heads (`heads.expand_single_head`): output 0
+    starts as the single head, heads 1.. as perturbed copies (seeded by the run's seed)."""
+    import numpy as np
+
+    from keras_mhdeblur.heads import expand_single_head
+
     source = load_initial_model(config.init_from)
-    check_model_matches(source, config, config.init_from)
+    grows_heads = getattr(source, "heads", None) == 1 and config.heads > 1
+    check_model_matches(source, dataclasses.replace(config, heads=1) if grows_heads else config,
+                        config.init_from)
     scorer = getattr(source, "output_scorer", None)
     left_out = {id(w) for w in scorer.weights} if scorer is not None else set()
     if getattr(source, "loss_step", None) is not None:
@@ -453,7 +462,14 @@ def initialise_from(model, config):
     if len(backbone) != len(model.weights):
         raise RunError(f"--init-from {config.init_from}: has {len(backbone)} weight tensors, the "
                        f"model to train has {len(model.weights)}; the architectures differ")
+    rng = np.random.default_rng(config.seed)
     for target, value in zip(model.weights, backbone):
+        if tuple(target.shape) != tuple(value.shape) and grows_heads:
+            grown = expand_single_head(keras.ops.convert_to_numpy(value), tuple(target.shape),
+                                       config.heads, rng=rng)
+            if grown is not None:
+                target.assign(grown)
+                continue
         if tuple(target.shape) != tuple(value.shape):
             raise RunError(f"--init-from {config.init_from}: weight {value.path} has shape "
                            f"{tuple(value.shape)}, the model to train expects {tuple(target.shape)}")

@@ -290,5 +290,17 @@ def test_init_from_fine_tunes_a_model_with_its_architecture(tmp_path, capsys):
     for extra in ((), ("--no-combine",)):
         single = resolved("--heads", "1", *extra)
         assert single.heads == 1
-    with pytest.raises(CommandError, match=r"drop heads=4 \(it has 1\)"):
-        resolved("--heads", "4")
+    # ... and grows into K heads: output 0 starts as the single head, the others as
+    # perturbed copies, so that winner-takes-all can pull them apart.
+    grown = resolved("--heads", "4")
+    assert (grown.heads, grown.combine_heads) == (4, True)
+    assert resolved("--heads", "2", "--no-combine").combine_heads is False
+    single_model = load_model(source_file, compile=False)
+    grown = TrainConfig(**{**grown.__dict__, "steps": 1, "crop": 16, "batch": 2})
+    started = build_training_model(grown)
+    image = np.random.default_rng(0).uniform(size=(1, 16, 16, 3)).astype("float32")
+    outputs = keras.ops.convert_to_numpy(started(image))
+    np.testing.assert_allclose(outputs[:, 0], keras.ops.convert_to_numpy(single_model(image)),
+                               atol=1e-6)
+    assert outputs.shape[1] == 10 and not np.allclose(outputs[:, 2], outputs[:, 0], atol=1e-6)
+    np.testing.assert_allclose(outputs[:, 2], outputs[:, 0], atol=0.05)  # a small perturbation

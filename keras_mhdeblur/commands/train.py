@@ -205,6 +205,10 @@ def _architecture_from(init_from, requested):
 
     model = load_initial_model(init_from)
     architecture = {"width": None, **architecture_of(model)}
+    if architecture["heads"] == 1 and requested.get("heads", 1) > 1:
+        # A single head grows into K heads (training.initialise_from); they may combine.
+        architecture["heads"] = requested["heads"]
+        architecture["combine_heads"] = requested.get("combine_heads", True)
     # A setting agrees when the model has that value, even where it is the config's default
     # (a recipe may spell out dec_blocks=[1, 1, 1, 1], which architecture_of leaves out).
     actual = json.loads(json.dumps(model.get_config(), default=str))
@@ -219,7 +223,7 @@ def _architecture_from(init_from, requested):
             if differing:
                 conflicts.append(f"overrides {differing!r} (it has "
                                  f"{ {key: actual.get(key) for key in differing}!r})")
-        elif name == "combine_heads" and architecture["heads"] == 1:
+        elif name == "combine_heads" and getattr(model, "heads", None) == 1:
             continue  # one head has nothing to combine: --no-combine and a recipe's true agree
         elif name == "width" and plain[name] is not None:
             if plain[name] != actual.get("width"):

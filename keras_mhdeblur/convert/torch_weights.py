@@ -14,6 +14,8 @@ name. Layouts are converted per layer type (docs/method.md, "Porting notes"):
 import keras
 import numpy as np
 
+from keras_mhdeblur.heads import expand_single_head
+
 _CONV_TO_KERAS = (2, 3, 1, 0)
 _DEPTHWISE_TO_KERAS = (2, 3, 0, 1)
 
@@ -93,35 +95,6 @@ def clean_state_dict(state_dict):
             for name, value in state_dict.items()}
 
 
-def _expand_single_head(name, array, wanted_shape, converter, heads, perturbation, rng):
-    """A single-head parameter for a K-head model: 3 image channels -> 3K
-    (docs/method.md, "Multi-head output").
-
-    Output-channel axes are replicated per head (head 0 exact, heads 1.. perturbed so the heads
-    are not tied); input-channel axes reading all heads' images are replicated and divided by K,
-    so that identical heads reproduce the single-head features.
-    """
-    converted = converter(array) if converter else array
-    if converted.ndim == 0 or len(converted.shape) != len(wanted_shape):
-        return None
-    axes = [axis for axis, (have, want) in enumerate(zip(converted.shape, wanted_shape))
-            if have != want]
-    if len(axes) != 1 or wanted_shape[axes[0]] != heads * converted.shape[axes[0]]:
-        return None
-    axis = axes[0]
-    is_input_axis = converted.ndim == 4 and axis == 2
-    copies = []
-    for head in range(heads):
-        copy = converted.copy()
-        if is_input_axis:
-            copy = copy / heads
-        elif head > 0 and perturbation:
-            scale = perturbation * (float(np.std(converted)) or 1.0)
-            copy = copy + rng.normal(0.0, scale, copy.shape).astype(np.float32)
-        copies.append(copy)
-    return np.concatenate(copies, axis=axis)
-
-
 def load_torch_weights(model, state_dict, from_single_head=False, perturbation=1e-2, seed=0):
     """Fills `model` with official PyTorch weights.
 
@@ -158,8 +131,7 @@ def load_torch_weights(model, state_dict, from_single_head=False, perturbation=1
             stacked[key][1][index] = value
             continue
         if value is None and from_single_head and index is None:
-            value = _expand_single_head(name, array, wanted, converter, model.heads,
-                                        perturbation, rng)
+            value = expand_single_head(converted, wanted, model.heads, perturbation, rng)
         if value is None:
             mis_shaped.append(f"{name}: checkpoint {tuple(array.shape)} -> {converted.shape}, "
                               f"model expects {wanted}")
