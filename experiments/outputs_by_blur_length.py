@@ -8,8 +8,8 @@ preset's own blur, 16 pairs per octave, held-out photos, seed `presets.HELD_OUT_
 rows line up with its tables. For each octave it prints the gain over the blurry input (8-bit
 PSNR, dB) of every output, then of the mean of the K physical heads, which is not an output of
 the model: with winner-takes-all no output has learnt from every pair, and the mean shows how far
-the heads are from the single answer a user wants (docs/presets.md, "Against a single head at
-the same budget").
+the heads are from the single answer a user wants
+(docs/presets.md, "Against a single head at the same budget").
 """
 
 import argparse
