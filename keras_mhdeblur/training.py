@@ -108,7 +108,8 @@ class TrainConfig:
         init_from: fine-tune: start from this model's weights (a preset name or folder, or a
             .keras file) instead of a fresh initialisation. The architecture settings (model,
             heads, combine_heads, width, overrides) must describe it: `architecture_of` gives
-            them, and `mhdeblur train --init-from` fills them in.
+            them, and `mhdeblur train --init-from` fills them in. A single-head model may
+            grow into K > 1 heads (`initialise_from`).
     """
 
     model: str = "nafnet-w32"

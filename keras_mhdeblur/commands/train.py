@@ -89,8 +89,8 @@ def register(subparsers):
                        help="relaxed winner-takes-all: weight EPS shared by the losers")
     heads.add_argument("--anchor", type=float, metavar="W",
                        help="anchored winner-takes-all: output 0 (the first head) also learns "
-                       "from every pair, with weight W on top of the assignment; it is then the "
-                       "output to ship (docs/heads.md)")
+                       "from every pair, with weight W on top of the assignment, so that one "
+                       "output has learnt as a single head does (docs/heads.md)")
     processes = parser.add_argument_group(
         "several processes or hosts (docs/distributed.md); every process runs the same command "
         "with its own --process-id, process 0 writes the run folder")
