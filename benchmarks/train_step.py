@@ -9,9 +9,11 @@ Prints images/s, the first step's time (trace + compile) and peak memory (device
 GPU, peak RSS on the CPU). On TensorFlow's CPU it also prints the peak of the tensors TensorFlow
 allocated (its CPU allocator's statistics), and the JSON row has the RSS the process had after
 importing the framework, before any model: the peak RSS less both is the runtime's own
-(graphs, kernels' caches, the allocator's slack). Comma-separated configs, precisions and jit settings, and repeated
---override, run every combination one after another, each in its own process, so that peak
-memory and compile caches are their own; compare rows of one run only.
+(graphs, kernels' caches, the allocator's slack).
+
+Comma-separated configs, precisions and jit settings, and repeated --override, run every
+combination one after another, each in its own process, so that peak memory and compile caches
+are their own; compare rows of one run only.
 """
 
 import argparse

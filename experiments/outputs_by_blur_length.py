@@ -36,7 +36,7 @@ def main():
     from keras_mhdeblur.evaluation import evaluate_inputs, evaluate_model, psnr_uint8
     from keras_mhdeblur.heads import physical_head_outputs
     from keras_mhdeblur.presets import from_preset, held_out_pairs_for_recipe, preset_metadata
-    from keras_mhdeblur.presets.measure import BLUR_OCTAVES
+    from keras_mhdeblur.presets.measure import BLUR_OCTAVES, octave_recipe
 
     model = from_preset(args.preset)
     if model.num_outputs < 2:
@@ -50,15 +50,15 @@ def main():
           f"heads (outputs {', '.join(map(str, heads))}); {args.per_octave} pairs of "
           f"{args.source} per octave")
     for low, high in BLUR_OCTAVES:
-        blur = {**recipe.get("synthetic_blur", {}), "blur_pixels": [low, high],
-                "blur_length_scale": "linear"}
-        pairs = held_out_pairs_for_recipe({**recipe, "synthetic_blur": blur}, args.per_octave,
+        pairs = held_out_pairs_for_recipe(octave_recipe(recipe, low, high), args.per_octave,
                                           source=source, source_options=options)
         mean_psnr = []
-        evaluation = evaluate_model(model, pairs, compute_ssim=False, each=lambda _, __, sharp,
-                                    outputs: mean_psnr.append(psnr_uint8(
-                                        to_uint8(np.mean([outputs[k] for k in heads], axis=0)),
-                                        to_uint8(sharp))))
+
+        def measure_mean_of_heads(name, blurry, sharp, outputs):  # evaluate_model's outputs
+            mean = np.mean([outputs[k] for k in heads], axis=0)
+            mean_psnr.append(psnr_uint8(to_uint8(mean), to_uint8(sharp)))
+
+        evaluation = evaluate_model(model, pairs, compute_ssim=False, each=measure_mean_of_heads)
         input_psnr = evaluate_inputs(pairs, compute_ssim=False).summary()["per_output_psnr"][0]
         gains = [psnr - input_psnr for psnr in evaluation.summary()["per_output_psnr"]]
         row = {"blur_pixels": [low, high], "input_psnr": input_psnr, "output_gains_db": gains,

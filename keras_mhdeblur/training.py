@@ -465,15 +465,14 @@ def initialise_from(model, config):
                        f"model to train has {len(model.weights)}; the architectures differ")
     rng = np.random.default_rng(config.seed)
     for target, value in zip(model.weights, backbone):
-        if tuple(target.shape) != tuple(value.shape) and grows_heads:
-            grown = expand_single_head(keras.ops.convert_to_numpy(value), tuple(target.shape),
-                                       config.heads, rng=rng)
-            if grown is not None:
-                target.assign(grown)
-                continue
         if tuple(target.shape) != tuple(value.shape):
-            raise RunError(f"--init-from {config.init_from}: weight {value.path} has shape "
-                           f"{tuple(value.shape)}, the model to train expects {tuple(target.shape)}")
+            grown = expand_single_head(keras.ops.convert_to_numpy(value), tuple(target.shape),
+                                       config.heads, rng=rng) if grows_heads else None
+            if grown is None:
+                raise RunError(f"--init-from {config.init_from}: weight {value.path} has shape "
+                               f"{tuple(value.shape)}, the model to train expects "
+                               f"{tuple(target.shape)}")
+            value = grown
         target.assign(value)
 
 

@@ -188,10 +188,10 @@ def test_an_anchor_trains_output_0_on_every_sample_on_top_of_the_assignment(assi
     else:
         weights = keras.ops.convert_to_numpy(assigned.output_weights(errors))
     weights[:, 0] += 0.7
-    np.testing.assert_allclose(
-        float(anchored(y_true, y_pred)),
-        float(assigned(y_true, y_pred)) + 0.5 * 0.7 * keras.ops.convert_to_numpy(errors)[:, 0].mean(),
-        rtol=1e-5)
+    output_0 = keras.ops.convert_to_numpy(errors)[:, 0]
+    np.testing.assert_allclose(float(anchored(y_true, y_pred)),
+                               float(assigned(y_true, y_pred)) + 0.5 * 0.7 * output_0.mean(),
+                               rtol=1e-5)
     gradient = _assert_gradient_weighs_each_error(anchored, 0.5 * weights, y_true, y_pred)
     assert (np.abs(gradient[:, 0]).sum(axis=(1, 2, 3)) > 0).all()  # output 0 learns from all
     assert not anchored.is_official

@@ -111,6 +111,14 @@ def held_out_figures(model, pairs, self_ensemble=1):
 BLUR_OCTAVES = ((1, 2), (2, 4), (4, 8), (8, 16), (16, 32))
 
 
+def octave_recipe(recipe, low, high):
+    """`recipe` (a `TrainConfig` dict) with its shake length drawn uniformly in [low, high]
+    pixels, everything else of its blur kept: the pairs of one row of `by_blur_length`."""
+    blur = {**recipe.get("synthetic_blur", {}), "blur_pixels": [low, high],
+            "blur_length_scale": "linear"}
+    return {**recipe, "synthetic_blur": blur}
+
+
 def by_blur_length(model, recipe, count, size=192, octaves=BLUR_OCTAVES, self_ensemble=1,
                    **source):
     """The shipped output against the input per octave of camera-shake length.
@@ -130,10 +138,8 @@ def by_blur_length(model, recipe, count, size=192, octaves=BLUR_OCTAVES, self_en
 
     rows = []
     for low, high in octaves:
-        blur = {**recipe.get("synthetic_blur", {}), "blur_pixels": [low, high],
-                "blur_length_scale": "linear"}
         figures = held_out_figures(model, held_out_pairs_for_recipe(
-            {**recipe, "synthetic_blur": blur}, count, size, **source), self_ensemble)
+            octave_recipe(recipe, low, high), count, size, **source), self_ensemble)
         rows.append({"blur_pixels": [low, high], "input_psnr": figures["input_psnr"],
                      "shipped_psnr": figures["shipped_psnr"],
                      "oracle_psnr": figures["oracle_psnr"],
