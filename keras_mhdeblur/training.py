@@ -41,8 +41,10 @@ import tempfile
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from keras_mhdeblur import optimizers
+from keras_mhdeblur.heads import expand_single_head
 from keras_mhdeblur.saving import load_model, save_model
 from keras_mhdeblur.utils.files import is_temporary, write_json
 from keras_mhdeblur.utils.locks import FolderInUse, folder_lock
@@ -447,10 +449,6 @@ def initialise_from(model, config):
 
     A single-head source grows into the run's K heads (`heads.expand_single_head`): output 0
     starts as the single head, heads 1.. as perturbed copies (seeded by the run's seed)."""
-    import numpy as np
-
-    from keras_mhdeblur.heads import expand_single_head
-
     source = load_initial_model(config.init_from)
     grows_heads = getattr(source, "heads", None) == 1 and config.heads > 1
     check_model_matches(source, dataclasses.replace(config, heads=1) if grows_heads else config,
