@@ -260,6 +260,36 @@ def test_held_out_photos_never_reach_the_training_source():
         sources.bundled_photo_paths("some")
 
 
+def test_other_packages_photos_are_added_by_name_and_must_be_installed(tmp_path, monkeypatch):
+    # A stand-in for scikit-learn's package folder, so the test needs no scikit-learn.
+    images = tmp_path / "sklearn" / "datasets" / "images"
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for name in ("china.jpg", "flower.jpg"):
+        Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)).save(images / name)
+    find_spec = sources.importlib.util.find_spec
+    fake = type("Spec", (), {"submodule_search_locations": [str(tmp_path / "sklearn")]})
+    monkeypatch.setattr(sources.importlib.util, "find_spec",
+                        lambda name: fake if name == "sklearn" else find_spec(name))
+    skimage_only = sources.bundled_photo_paths("train")
+    both = sources.bundled_photo_paths("train", ["skimage", "sklearn"])
+    assert both == skimage_only + [images / "china.jpg", images / "flower.jpg"]
+    # Other packages' photos are never held out: the held-out set stays comparable.
+    assert sources.bundled_photo_paths("heldout", ["skimage", "sklearn"]) == \
+        sources.bundled_photo_paths("heldout")
+    source = SyntheticPairs(24, seed=0, source="builtin:train",
+                            source_options={"photo_packages": ["sklearn"], "photo_share": 1.0})
+    assert source.source.photo_paths == [images / "china.jpg", images / "flower.jpg"]
+    assert source.pair(0).sharp.shape == (24, 24, 3)
+    (images / "flower.jpg").unlink()  # a recipe must not train on fewer photos than it names
+    with pytest.raises(ValueError, match=r"sklearn names 2 photo\(s\).*pip install scikit-learn"):
+        BuiltinSource(photo_packages=["sklearn"])
+    with pytest.raises(ValueError, match="photo_packages must be a list of skimage"):
+        BuiltinSource(photos=False, photo_packages=["pillow"])
+    with pytest.raises(ValueError, match="photo_packages must be a list"):
+        sources.bundled_photo_paths("all", "sklearn")
+
+
 def test_realistic_settings_stay_seeded():
     settings = dict(blur_pixels=(2, 24), noise_sigma=(0, 0.01), jpeg_quality=(75, 95),
                     highlight_gain=(1, 3), num_subframes=(13, 25))

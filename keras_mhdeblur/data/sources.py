@@ -5,7 +5,8 @@ synthetic stream is reproducible and can be generated in any order by any number
 
 - `BuiltinSource`: procedurally drawn dead-leaves images (`dead_leaves.py`), plus the sample
   photographs bundled inside scikit-image's wheel (read from its package folder; nothing is ever
-  downloaded). Without scikit-image it uses dead leaves only.
+  downloaded). Without scikit-image it uses dead leaves only. `photo_packages` adds the photos
+  that other packages bundle (`BUNDLED_PHOTOS`: scikit-learn's, matplotlib's).
 - `FolderSource`: the images in a folder (checked up front); each image gives several crops in a
   row so that large photos are decoded once per run of crops.
 """
@@ -30,37 +31,70 @@ SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "m
 # be measured on photos it never saw.
 HELD_OUT_PHOTOS = ("chelsea.png", "coffee.png")
 PHOTO_SETS = ("all", "train", "heldout")
+# Photos that installed packages bundle, per importable package: (pip name, folder inside the
+# package, files). Only scikit-image's are used by default; `photo_packages` adds the others, so
+# that a recipe says which images it trained on. None of them is held out.
+BUNDLED_PHOTOS = {
+    "skimage": ("scikit-image", "data", SKIMAGE_PHOTOS),
+    "sklearn": ("scikit-learn", "datasets/images", ("china.jpg", "flower.jpg")),
+    "matplotlib": ("matplotlib", "mpl-data/sample_data", ("grace_hopper.jpg",)),
+}
 # Real photographs with real camera-motion blur that scikit-image ships (no sharp reference).
 REAL_BLURRY_PHOTOS = ("clock_motion.png",)
 # Tags that keep the random streams of different purposes apart for the same (seed, index).
 _STREAM_REGION, _STREAM_IMAGE_CHOICE, _STREAM_POOL = 2, 4, 6
 
 
-def bundled_photo_paths(which="all"):
-    """Paths of the `SKIMAGE_PHOTOS` present in the installed scikit-image (none if not installed).
+def bundled_photo_paths(which="all", packages=("skimage",)):
+    """Paths of the photos that the installed `packages` bundle (`BUNDLED_PHOTOS`).
+
+    scikit-image is optional (none of its photos if it is not installed); any other package
+    asked for must be installed, so that a recipe never trains on fewer photos than it names.
 
     Args:
         which: "all", "train" (without `HELD_OUT_PHOTOS`) or "heldout" (only those).
+        packages: importable names from `BUNDLED_PHOTOS`.
+    Raises:
+        ValueError: `which` or a package is unknown, or a package other than scikit-image is
+            not installed.
     """
     if which not in PHOTO_SETS:
         raise ValueError(f"photos must be one of {PHOTO_SETS}, got {which!r}")
-    names = {"all": SKIMAGE_PHOTOS, "heldout": HELD_OUT_PHOTOS,
-             "train": tuple(n for n in SKIMAGE_PHOTOS if n not in HELD_OUT_PHOTOS)}[which]
-    return _skimage_data_files(names)
+    _check_photo_packages(packages)
+    paths = []
+    for package in dict.fromkeys(packages):  # each once, in the order given
+        pip_name, folder, names = BUNDLED_PHOTOS[package]
+        if which == "heldout":
+            names = tuple(name for name in names if name in HELD_OUT_PHOTOS)
+        elif which == "train":
+            names = tuple(name for name in names if name not in HELD_OUT_PHOTOS)
+        found = _package_data_files(package, folder, names)
+        if package != "skimage" and len(found) < len(names):
+            raise ValueError(f"photo_packages: {package} names {len(names)} photo(s) in "
+                             f"{pip_name}'s {folder}/ but {len(found)} are installed; install "
+                             f"it with pip install {pip_name} (or keras_mhdeblur[more-photos])")
+        paths.extend(found)
+    return paths
+
+
+def _check_photo_packages(packages):
+    if isinstance(packages, str) or not all(name in BUNDLED_PHOTOS for name in packages):
+        raise ValueError(f"photo_packages must be a list of {', '.join(BUNDLED_PHOTOS)}, got "
+                         f"{packages!r}")
 
 
 def bundled_blurry_photo_paths():
     """Paths of the `REAL_BLURRY_PHOTOS` in the installed scikit-image (none if not installed)."""
-    return _skimage_data_files(REAL_BLURRY_PHOTOS)
+    return _package_data_files("skimage", "data", REAL_BLURRY_PHOTOS)
 
 
-def _skimage_data_files(names):
-    """The files `names` of scikit-image's package data folder that exist. Looks in the folder
-    without importing scikit-image, so nothing can trigger a download."""
-    spec = importlib.util.find_spec("skimage")
+def _package_data_files(package, folder, names):
+    """The files `names` of `package`'s data `folder` that exist. Looks in the folder without
+    importing the package, so nothing can trigger a download (or a slow import)."""
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         return []
-    folder = Path(list(spec.submodule_search_locations)[0]) / "data"
+    folder = Path(list(spec.submodule_search_locations)[0]) / folder
     return [folder / name for name in names if (folder / name).is_file()]
 
 
@@ -151,7 +185,7 @@ def _log_uniform(rng, bounds, size=None):
 
 
 class BuiltinSource:
-    """Dead-leaves images and scikit-image's bundled photographs, needing no download.
+    """Dead-leaves images and the photographs installed packages bundle, needing no download.
 
     Args:
         seed: seeds the dead-leaves images (different seeds, different images).
@@ -170,11 +204,13 @@ class BuiltinSource:
             scale between min(photo_scales) and max(photo_scales), permuted colour channels,
             white balance, saturation and tone varied. False keeps the photos' own colours at
             the `photo_scales`.
+        photo_packages: the packages whose bundled photos are used (`BUNDLED_PHOTOS`), e.g.
+            ["skimage", "sklearn", "matplotlib"]; scikit-image's alone by default.
     """
 
     def __init__(self, seed=0, dead_leaves_count=8, dead_leaves_size=None, photos=True,
                  photo_scales=(1.0, 0.75, 0.5), photo_share=0.5, dead_leaves_style="classic",
-                 photo_variation=False):
+                 photo_variation=False, photo_packages=("skimage",)):
         check_style(dead_leaves_style, "dead_leaves_style")  # at construction, not at first use
         if not isinstance(photo_variation, bool):
             raise ValueError(f"photo_variation must be true or false, got {photo_variation!r}")
@@ -184,7 +220,9 @@ class BuiltinSource:
         self.dead_leaves_count = int(dead_leaves_count)
         self.dead_leaves_size = dead_leaves_size
         which = "all" if photos is True else photos
-        self.photo_paths = bundled_photo_paths(which) if which else []
+        _check_photo_packages(photo_packages)  # at construction, even with photos=False
+        self.photo_packages = tuple(photo_packages)
+        self.photo_paths = bundled_photo_paths(which, self.photo_packages) if which else []
         self.photo_scales = tuple(photo_scales)
         self.photo_share = float(photo_share) if self.photo_paths else 0.0
         self._dead_leaves = []

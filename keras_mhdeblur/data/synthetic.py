@@ -355,7 +355,8 @@ BUILTIN_SOURCES = {"builtin": "all", "builtin:train": "train", "builtin:heldout"
 
 # What `source_options` may set, per kind of source.
 SOURCE_OPTIONS = {"builtin": ("dead_leaves_count", "dead_leaves_size", "dead_leaves_style",
-                              "photo_scales", "photo_share", "photo_variation"),
+                              "photo_scales", "photo_share", "photo_variation",
+                              "photo_packages"),
                   "folder": ("recursive", "crops_per_image", "scales", "cached_images")}
 
 
