@@ -8,21 +8,23 @@
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
 #     --platform manylinux2014_x86_64 -d .whl keras==3.15.1 namex==0.1.0 optree==0.20.0
-# then the device tool: command "bash benchmarks/gpu_session.sh", carry [".whl"],
-# timeout_s 570 (the variants below stop by 540 s in all).
+# and, for the side-by-side rows, a copy of the official step (not tracked, never committed):
+#   echo /.official/ >> .git/info/exclude; cp -r ../shared/bench/official-torch .official
+# then the device tool: command "bash benchmarks/gpu_session.sh", carry [".whl", ".official"],
+# timeout_s 600 for QUICK=1 alone (it stops by 300 s: the official eager step and our width-32
+# rows without the autotuner, leaving time for training in the same call); the full set stops by
+# 840 s, more than one call: run it in two (QUICK=1, then the rest) or trim it.
 #
 # SMOKE=1 runs the same steps with a width-8 model on 32x32 crops (a dry run on the CPU).
 set -u
 OUT=${OUT:-/tmp/gpu_session}
 mkdir -p "$OUT"
-if compgen -G ".whl/*.whl" > /dev/null; then
+export KERAS_BACKEND=jax PYTHONUNBUFFERED=1
+if ! python3 -c "import keras" 2> /dev/null && compgen -G ".whl/*.whl" > /dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 fi
-export KERAS_BACKEND=jax PYTHONUNBUFFERED=1
+[ -d /tmp/site ] && export PYTHONPATH=/tmp/site:$PWD || export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 (nvidia-smi -L || echo "no nvidia-smi") > "$OUT/card.txt" 2>&1
 python3 -c "import jax, keras; print('jax', jax.__version__, 'keras', keras.__version__, \
 jax.devices())" > "$OUT/versions.txt" 2>&1
@@ -34,8 +36,12 @@ if [ "${SMOKE:-0}" = 1 ]; then
   shape=(--batch 2 --crop 32 --steps 2)
   small='"width": 8, '
 fi
-variant() {  # seconds, config, precision, overrides (JSON body)
-  timeout "$1" python3 benchmarks/train_step.py "${shape[@]}" --config "$2" --precision "$3" \
+# Each compile is logged with its time (errors.txt), so a variant cut by its limit still says
+# where the time went: on 2026-12-04 no first step finished within 100-160 s, with XLA's
+# autotuner warning about its timer (docs/speed.md, "On a GPU").
+export JAX_LOG_COMPILES=1
+variant() {  # seconds, config, precision, overrides (JSON body), XLA_FLAGS (optional)
+  XLA_FLAGS="${5:-${XLA_FLAGS:-}}" timeout "$1" python3 benchmarks/train_step.py "${shape[@]}" --config "$2" --precision "$3" \
     --override "{${small}$4}" --json "$OUT/rows.jsonl" 2>>"$OUT/errors.txt" \
     | grep "^nafnet" | tee -a "$OUT/log.txt"
   local status=${PIPESTATUS[0]}
@@ -45,9 +51,25 @@ variant() {  # seconds, config, precision, overrides (JSON body)
     echo "$2 $3 {$4}: failed (exit $status, see errors.txt)" | tee -a "$OUT/log.txt"
   fi
 }
+official() {  # seconds, config (a: width 32, b: width 64), variants
+  [ -f .official/bench_torch.py ] || { echo "no .official/bench_torch.py: official rows skipped"; return; }
+  local smoke_env=()
+  [ "${SMOKE:-0}" = 1 ] && smoke_env=(BENCH_SMOKE=1)
+  env "${smoke_env[@]}" timeout "$1" python3 .official/bench_torch.py --config "$2" \
+    --variants "$3" --out "$OUT/official.jsonl" > "$OUT/official.log" 2>&1
+  [ $? = 124 ] && echo "official $2 $3: did not finish in $1 s" | tee -a "$OUT/log.txt"
+}
 echo "variant rows (config precision backend jit img/s first-step-s peak-GiB override):"
-variant 150 nafnet-w32 float32 '"scan_blocks": false'
-variant 150 nafnet-w32 mixed_bfloat16 '"scan_blocks": false'
-variant 100 nafnet-w32 mixed_bfloat16 '"scan_blocks": true'
-variant 140 nafnet-w64 mixed_bfloat16 '"scan_blocks": false'
-echo "rows: $OUT/rows.jsonl"
+# Without XLA's autotuner first (its compile was the slow part last time), then with it.
+no_autotune=--xla_gpu_autotune_level=0
+official 60 a eager_fp32
+variant 120 nafnet-w32 mixed_bfloat16 '"scan_blocks": false' "$no_autotune"
+variant 120 nafnet-w32 float32 '"scan_blocks": false' "$no_autotune"
+if [ "${QUICK:-0}" != 1 ]; then
+  variant 150 nafnet-w32 mixed_bfloat16 '"scan_blocks": false'
+  official 120 a compile_fp32
+  variant 100 nafnet-w32 mixed_bfloat16 '"scan_blocks": true' "$no_autotune"
+  official 50 b eager_fp32
+  variant 120 nafnet-w64 mixed_bfloat16 '"scan_blocks": false' "$no_autotune"
+fi
+python3 benchmarks/gpu_table.py "$OUT/rows.jsonl" "$OUT/official.jsonl" | tee "$OUT/table.md"

@@ -135,7 +135,7 @@ def run_one(config, precision, args):
         "params": model.count_params(), "images_per_s": args.batch * args.steps / elapsed,
         "first_step_s": first_step, "peak_memory_gib": peak / 2**30, "memory": where,
         "import_rss_gib": import_rss / 2**30, "tensor_peak_gib": _tensor_peak_bytes() / 2**30,
-        "versions": f"keras {keras.__version__}",
+        "versions": f"keras {keras.__version__}", "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
 
 

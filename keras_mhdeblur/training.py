@@ -35,6 +35,7 @@ import dataclasses
 import importlib.util
 import json
 import math
+import os
 import re
 import shutil
 import tempfile
@@ -57,6 +58,8 @@ TEST_SEED_OFFSET = 2_000_003
 #: Settings that may change when a run is resumed; everything else must match config.json.
 RESUMABLE_CHANGES = frozenset({"devices", "keep", "val_every"})
 PRECISIONS = ("mixed_bfloat16", "mixed_float16")
+#: Input pipelines of `training_data` (`resolve_pipeline`).
+PIPELINES = ("auto", "tf.data", "pydataset")
 #: The recommended winner assignment (`mhdeblur train --recommended-heads`; docs/heads.md):
 #: annealed winner-takes-all from 2 dB down to the official loss over the first half of the run.
 RECOMMENDED_HEADS = {"temperature": 2.0}
@@ -522,14 +525,46 @@ def synthetic_stream(config, seed_offset=0):
                           **config.synthetic_blur)
 
 
-def training_data(config, start_step=0, shard=None):
-    """tf.data batches (blurry, sharp) from step `start_step` on (samples before it skipped).
+def resolve_pipeline(pipeline="auto"):
+    """The input pipeline `training_data` builds: "tf.data" or "pydataset" ("auto": tf.data
+    where TensorFlow is installed, else `keras.utils.PyDataset`, e.g. JAX on a GPU machine
+    without TensorFlow)."""
+    if pipeline not in PIPELINES:
+        raise ValueError(f"pipeline must be one of {', '.join(PIPELINES)}; got {pipeline!r}")
+    if pipeline == "auto":
+        return "tf.data" if importlib.util.find_spec("tensorflow") is not None else "pydataset"
+    return pipeline
+
+
+def default_data_workers():
+    """Worker processes of the PyDataset pipeline: every core but the one that drives the
+    training, up to 16."""
+    return max(1, min(16, (os.cpu_count() or 2) - 1))
+
+
+def training_data(config, start_step=0, shard=None, pipeline="auto", workers=None):
+    """Batches (blurry, sharp) from step `start_step` on (samples before it skipped).
+
+    Synthetic pairs are the same on both pipelines (pair i depends on the seed and i alone);
+    folders of pairs are augmented with different random draws on each (`data/augment.py`),
+    and each pipeline resumes its own stream exactly.
 
     Args:
         shard: (process_index, process_count): only this process's part of every batch
             (`data.pipeline.own_part`), so that the parts of all processes are the
-            single-process batches, whatever the process count.
+            single-process batches, whatever the process count (tf.data only).
+        pipeline: "auto", "tf.data" or "pydataset" (`resolve_pipeline`).
+        workers: worker processes of the PyDataset pipeline (default
+            `default_data_workers()`); 1 makes the batches in the training process.
+
+    Returns:
+        a tf.data.Dataset, or an endless `data.StreamBatches` (batch i: step start_step + i).
     """
+    if resolve_pipeline(pipeline) == "pydataset":
+        if shard is not None:
+            raise ValueError("training across processes reads its batches with tf.data; "
+                             "install TensorFlow or use --pipeline tf.data")
+        return _training_pydataset(config, start_step, workers or default_data_workers())
     if config.synthetic:
         from keras_mhdeblur.data import synthetic_dataset
 
@@ -540,6 +575,23 @@ def training_data(config, start_step=0, shard=None):
     pairs = find_pairs(config.data, split=config.split)
     return training_dataset(pairs, config.batch, config.crop, config.seed, start_step=start_step,
                             shard=shard)
+
+
+def _training_pydataset(config, start_step, workers):
+    from keras_mhdeblur.data import (PairedPyDataset, StreamBatches, SyntheticBatches,
+                                     find_pairs)
+
+    first_sample = start_step * config.batch
+    if config.synthetic:
+        # Built once here: the forked workers share the source's photos and dead leaves.
+        stream = synthetic_stream(config).prepare()
+        make_batch = SyntheticBatches(stream, config.batch, first_sample)
+    else:
+        pairs = find_pairs(config.data, split=config.split)
+        # One endless "epoch": batch i of it is step start_step + i of the run.
+        make_batch = PairedPyDataset(pairs, config.batch, config.crop, config.seed,
+                                     steps_per_epoch=2**40, start_sample=first_sample).__getitem__
+    return StreamBatches(make_batch, processes=workers)
 
 
 class HeldOutPairs:
@@ -660,14 +712,16 @@ class StepTensorBoard(keras.callbacks.TensorBoard):
 
 
 def log_callbacks(run, start_step, checkpoint_every, log=print):
-    """TensorBoard logs in run/logs (when the `tensorboard` package is installed: tf.summary
-    needs it) and always a CSV of the per-checkpoint metrics, run/logs/metrics.csv."""
+    """TensorBoard logs in run/logs (when TensorFlow and the `tensorboard` package are installed:
+    tf.summary needs both) and always a CSV of the per-checkpoint metrics, run/logs/metrics.csv."""
     run.log_dir.mkdir(parents=True, exist_ok=True)
     callbacks = [keras.callbacks.CSVLogger(str(run.log_dir / "metrics.csv"),
                                            append=start_step > 0)]
-    if importlib.util.find_spec("tensorboard") is None:
-        log("TensorBoard logs off: the tensorboard package is not installed "
-            "(pip install tensorboard); metrics go to logs/metrics.csv")
+    missing = [name for name in ("tensorflow", "tensorboard")
+               if importlib.util.find_spec(name) is None]
+    if missing:
+        log(f"TensorBoard logs off: {' and '.join(missing)} not installed (tf.summary needs "
+            "both); metrics go to logs/metrics.csv")
     else:
         callbacks.append(StepTensorBoard(str(run.log_dir), start_step,
                                          update_freq=max(1, min(100, checkpoint_every // 10))))
@@ -759,7 +813,7 @@ def _is_peer_failure(error):
 
 
 def train(config, run_dir, *, resume=False, overwrite=False, stop_at=None, verbose="auto",
-          log=print, callbacks=(), cluster=None):
+          log=print, callbacks=(), cluster=None, pipeline="auto", data_workers=None):
     """Trains (or resumes) a run in `run_dir`; see the module doc for the files written.
 
     Args:
@@ -779,6 +833,9 @@ def train(config, run_dir, *, resume=False, overwrite=False, stop_at=None, verbo
             `train` with the same arguments; the run folder must be the same folder for all,
             e.g. on a shared file system). Process 0 writes the run; the others only read it
             to resume. None: one process.
+        pipeline: how batches are made, "auto", "tf.data" or "pydataset" (`training_data`;
+            the same synthetic pairs either way, so not part of the config).
+        data_workers: worker processes of the PyDataset pipeline.
 
     Returns:
         `TrainResult`.
@@ -795,7 +852,8 @@ def train(config, run_dir, *, resume=False, overwrite=False, stop_at=None, verbo
     if not cluster.is_chief:
         with tempfile.TemporaryDirectory(prefix="mhdeblur-process-") as scratch:
             return _train(config, run, resume, overwrite, stop_at, 0, lambda *_: None,
-                          callbacks, cluster, distribution, Path(scratch))
+                          callbacks, cluster, distribution, Path(scratch),
+                          (pipeline, data_workers))
     if run.path.exists() and not run.path.is_dir():
         raise RunError(f"{run.path}: exists and is not a folder; choose another --out")
     created = not run.path.exists()
@@ -805,7 +863,7 @@ def train(config, run_dir, *, resume=False, overwrite=False, stop_at=None, verbo
                 log(f"{run.path}: taking over the lock of a training that ended without "
                     f"releasing it ({left_by})")
             return _train(config, run, resume, overwrite, stop_at, verbose, log, callbacks,
-                          cluster, distribution, None)
+                          cluster, distribution, None, (pipeline, data_workers))
     except FolderInUse as error:
         raise RunError(str(error)) from None
     finally:
@@ -814,7 +872,7 @@ def train(config, run_dir, *, resume=False, overwrite=False, stop_at=None, verbo
 
 
 def _train(config, run, resume, overwrite, stop_at, verbose, log, callbacks, cluster,
-           distribution, scratch):
+           distribution, scratch, data_options):
     if resume and run.never_trained():
         log(f"{run.path}: the earlier start wrote no checkpoint; starting the run afresh")
         resume = False
@@ -839,7 +897,8 @@ def _train(config, run, resume, overwrite, stop_at, verbose, log, callbacks, clu
     # The data is opened before anything is written, so a wrong --data leaves no run behind.
     shard = (cluster.process_id, cluster.num_processes) if cluster.distributed else None
     local_batch = config.batch // cluster.num_processes
-    dataset = training_data(config, start_step, shard)
+    pipeline, data_workers = data_options
+    dataset = training_data(config, start_step, shard, pipeline, data_workers)
     validation = validation_pairs(config)
     if scratch is None:  # only the chief writes to the run folder
         if resume:

@@ -61,6 +61,40 @@ def test_an_interrupted_and_resumed_run_ends_with_the_same_weights(runs):
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 6
 
 
+def test_pydataset_pipeline_trains_on_the_same_pairs_and_resumes_exactly(runs, tmp_path):
+    """--pipeline pydataset (what a machine without TensorFlow uses) in worker processes,
+    stopped and resumed, ends where the tf.data run ended; the flag is not part of the run."""
+    root, _ = runs
+    run = tmp_path / "pydataset"
+    common = TINY + ["--steps", "6", "--checkpoint-every", "3", "--val-every", "3",
+                     "--val-synthetic", "2", "--keep", "1"]
+    flags = ["--pipeline", "pydataset", "--data-workers", "2"]
+    assert main(["train", "--out", str(run)] + common + flags + ["--stop-at", "3"]) == 0
+    assert main(["train", "--out", str(run), "--resume"] + flags) == 0
+    for expected, actual in zip(_weights(root / "straight" / "model.keras"),
+                                _weights(run / "model.keras")):
+        np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-6)
+    config = json.loads((run / "config.json").read_text())
+    assert "pipeline" not in config and "data_workers" not in config
+
+
+def test_pipeline_choice_is_checked():
+    from keras_mhdeblur.training import TrainConfig, resolve_pipeline, training_data
+
+    assert resolve_pipeline("auto") == "tf.data"  # TensorFlow is installed here
+    with pytest.raises(ValueError, match="pipeline must be one of auto, tf.data, pydataset"):
+        resolve_pipeline("torch")
+    config = TrainConfig(synthetic=True, crop=16, batch=2, steps=2)
+    with pytest.raises(ValueError, match="across processes reads its batches with tf.data"):
+        training_data(config, shard=(0, 2), pipeline="pydataset")
+    expected = list(training_data(config, start_step=1, pipeline="tf.data").take(3))
+    for workers in (1, 2):
+        stream = training_data(config, start_step=1, pipeline="pydataset", workers=workers)
+        for index in (0, 2, 1):  # asked in any order: batch i is step 1 + i
+            np.testing.assert_array_equal(stream[index][0], expected[index][0].numpy())
+        stream.close()
+
+
 def test_refusals_name_the_problem(runs, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(runs[0] / "straight", run)

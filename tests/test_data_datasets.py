@@ -359,6 +359,10 @@ def test_py_dataset_is_seeded_and_augments_both_images_alike(tmp_path):
     assert not np.array_equal(PairedPyDataset(pairs, 3, 16, seed=1, steps_per_epoch=2)[1][0], blurry)
     dataset.on_epoch_end()
     assert not np.array_equal(dataset[1][0], blurry)  # a new epoch brings new crops
+    # A resumed training starts the stream at a sample number: batch 1 of epoch 1 is batch 0
+    # of a dataset that starts 3 batches in.
+    resumed = PairedPyDataset(pairs, 3, 16, seed=0, steps_per_epoch=2, start_sample=3 * 3)
+    np.testing.assert_array_equal(resumed[0][0], dataset[1][0])
     # One pass over 4 pairs in 2 batches of 2 visits every pair once.
     tags = np.concatenate([PairedPyDataset(pairs, 2, None, seed=3, dihedral=False)[i][0][:, 0, 0, 0]
                            for i in range(2)])

@@ -9,7 +9,7 @@ from pathlib import Path
 from keras_mhdeblur.commands import CommandError, reports_errors
 
 # Options of the run itself, not of the model or the data: they never go into config.json.
-RUN_OPTIONS = ("out", "resume", "overwrite", "stop_at", "config")
+RUN_OPTIONS = ("out", "resume", "overwrite", "stop_at", "config", "pipeline", "data_workers")
 # How this process joins the others: flags only (never in config files or config.json).
 CLUSTER_OPTIONS = ("workers", "coordinator", "num_processes", "process_id", "peer_timeout")
 
@@ -59,6 +59,13 @@ def register(subparsers):
     data.add_argument("--val-split", help="split of --val-data, e.g. test")
     data.add_argument("--val-synthetic", type=int, metavar="N",
                       help="validate on N held-out synthetic pairs")
+    data.add_argument("--pipeline", choices=("auto", "tf.data", "pydataset"),
+                      help="how batches are made: tf.data, or keras.utils.PyDataset in worker "
+                      "processes (no TensorFlow needed); default auto: tf.data where TensorFlow "
+                      "is installed. Synthetic pairs are the same either way")
+    data.add_argument("--data-workers", type=positive_int, metavar="N",
+                      help="worker processes of --pipeline pydataset (default: the cores but one, "
+                      "up to 16)")
     data.add_argument("--crop", type=positive_int, help="training crop size (default 256)")
     data.add_argument("--batch", type=positive_int, help="global batch size (default 32)")
     loop = parser.add_argument_group("schedule")
@@ -258,7 +265,8 @@ def train_command(args):
     config, options = resolve(args)
     try:
         train(config, options["out"], resume=bool(options["resume"]),
-              overwrite=bool(options["overwrite"]), stop_at=options["stop_at"], cluster=cluster)
+              overwrite=bool(options["overwrite"]), stop_at=options["stop_at"], cluster=cluster,
+              pipeline=options["pipeline"] or "auto", data_workers=options["data_workers"])
     except PeersLost as error:
         print(f"mhdeblur train: error: {error}", file=sys.stderr)
         sys.stdout.flush()

@@ -7,7 +7,8 @@ from keras_mhdeblur.data.datasets import (ImagePair, PairInfo, PairSet, find_pai
                                           summarize_dataset)
 from keras_mhdeblur.data.dead_leaves import dead_leaves_image
 from keras_mhdeblur.data.io import DataError, ImageInfo, inspect_image, read_image, write_png
-from keras_mhdeblur.data.pipeline import (PairedPyDataset, SyntheticPyDataset, evaluation_dataset,
+from keras_mhdeblur.data.pipeline import (PairedPyDataset, StreamBatches, SyntheticBatches,
+                                          SyntheticPyDataset, evaluation_dataset,
                                           iter_evaluation_pairs, synthetic_dataset,
                                           training_dataset)
 from keras_mhdeblur.data.samples import folder_crops, synthetic_blurry_images

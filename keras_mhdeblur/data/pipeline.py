@@ -7,7 +7,10 @@ TensorFlow is imported inside the tf.data functions only, so the PyDataset path 
 (with the JAX or torch backend).
 """
 
+import multiprocessing
+import sys
 import threading
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import keras
 import numpy as np
@@ -276,15 +279,16 @@ class _EpochSampler:
     """Maps (epoch, batch index) to sample numbers of an endless stream, so batches can be made
     in any order by any worker and still be the same for the same seed."""
 
-    def __init__(self, batch_size, steps_per_epoch):
+    def __init__(self, batch_size, steps_per_epoch, first_sample=0):
         self.batch_size = batch_size
         self.steps_per_epoch = steps_per_epoch
+        self.first_sample = int(first_sample)
         self.epoch = 0
 
     def sample_numbers(self, index):
         if not 0 <= index < self.steps_per_epoch:
             raise IndexError(f"batch index {index} out of range(0, {self.steps_per_epoch})")
-        first = (self.epoch * self.steps_per_epoch + index) * self.batch_size
+        first = self.first_sample + (self.epoch * self.steps_per_epoch + index) * self.batch_size
         return range(first, first + self.batch_size)
 
 
@@ -294,7 +298,10 @@ class PairedPyDataset(keras.utils.PyDataset):
     Same augmentation semantics as `training_dataset`. Every epoch visits the pairs in a fresh
     seeded order; the stream of samples continues across epochs (an epoch need not be a whole
     number of passes). Batch `i` of epoch `e` depends only on (seed, e, i), so `workers` and
-    `use_multiprocessing` do not change the batches.
+    `use_multiprocessing` do not change the batches. (Keras may make a batch ahead after it has
+    ended the epoch, and then it gets the next epoch's numbers: for a stream whose step n is
+    always batch n, e.g. to resume exactly, wrap `__getitem__` in `StreamBatches`, as
+    `mhdeblur train --pipeline pydataset` does.)
 
     Args:
         pairs: `PairSet` or a sequence of `ImagePair`.
@@ -303,6 +310,8 @@ class PairedPyDataset(keras.utils.PyDataset):
         seed: the same seed gives the same batches.
         dihedral, saturation_jitter: as in `training_dataset`.
         steps_per_epoch: batches per epoch; default one pass, len(pairs) // batch_size (at least 1).
+        start_sample: the stream's first sample number (a resumed training skips the samples
+            of the steps it has done: steps * batch_size).
         cache: keep decoded images in memory (uint8, or uint16 for 16-bit files).
         verify: run Pillow's integrity check on every file first.
         **kwargs: `workers`, `use_multiprocessing`, `max_queue_size` of `keras.utils.PyDataset`.
@@ -311,14 +320,15 @@ class PairedPyDataset(keras.utils.PyDataset):
     """
 
     def __init__(self, pairs, batch_size=8, crop_size=256, seed=0, *, dihedral=True,
-                 saturation_jitter=0.0, steps_per_epoch=None, cache=False, verify=True, **kwargs):
+                 saturation_jitter=0.0, steps_per_epoch=None, start_sample=0, cache=False,
+                 verify=True, **kwargs):
         super().__init__(**kwargs)
         self.pair_set = _pair_set(pairs)
         self.augmentation = Augmentation(crop_size, dihedral, saturation_jitter)
         self.infos = self.pair_set.check(min_size=self.augmentation.crop_shape, verify=verify)
         self.seed = int(seed)
         steps = steps_per_epoch or max(1, len(self.pair_set) // batch_size)
-        self._sampler = _EpochSampler(batch_size, steps)
+        self._sampler = _EpochSampler(batch_size, steps, start_sample)
         self._cache = {} if cache else None
         self._orders = {}
         self._lock = threading.Lock()
@@ -367,7 +377,9 @@ class SyntheticPyDataset(keras.utils.PyDataset):
     """Batches of a `SyntheticPairs` stream as a `keras.utils.PyDataset` (any backend).
 
     Batch `i` of epoch `e` holds stream pairs (start_index + (e * steps_per_epoch + i) * batch_size)
-    onwards, so every epoch brings new pairs and workers do not change them.
+    onwards, so every epoch brings new pairs and workers do not change them. (In `fit`, a batch
+    Keras makes ahead after an epoch ended gets the next epoch's numbers; `StreamBatches` with
+    `SyntheticBatches` is the stream whose step n is always batch n.)
 
     Args:
         synthetic: `SyntheticPairs`.
@@ -394,4 +406,98 @@ class SyntheticPyDataset(keras.utils.PyDataset):
     def __getitem__(self, index):
         pairs = [self.synthetic.pair(self.start_index + sample)[:2]
                  for sample in self._sampler.sample_numbers(index)]
+        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+# ---------------------------------------------------------------------------------------------
+# An endless stream of batches made ahead in worker processes (no TensorFlow needed)
+
+# Forked workers share the parent's memory; elsewhere (macOS, Windows) StreamBatches uses threads.
+_CAN_FORK = "fork" in multiprocessing.get_all_start_methods() and sys.platform.startswith("linux")
+# The batch maker of a worker process, set once when the process starts (`_start_worker`).
+_WORKER_MAKE_BATCH = None
+
+
+def _start_worker(make_batch):
+    global _WORKER_MAKE_BATCH
+    _WORKER_MAKE_BATCH = make_batch
+
+
+def _make_in_worker(index):
+    return _WORKER_MAKE_BATCH(index)
+
+
+class StreamBatches(keras.utils.PyDataset):
+    """An endless stream of batches for `fit`: batch i is `make_batch(i)`, made ahead of use in
+    worker processes that last as long as the stream.
+
+    `fit` takes batch 0, 1, 2, ... across its epochs, on every backend, so a training's step n
+    gets batch n whatever the number of processes. (Keras' own workers restart with every
+    epoch and an epoch-indexed `PyDataset` can be asked for a batch after its epoch ended;
+    `SyntheticPyDataset` and `PairedPyDataset` are for a plain `fit` where that does not
+    matter.) Processes are forked (on Linux; threads elsewhere), so they share what the batch
+    maker has already built (`SyntheticPairs.prepare`).
+
+    Args:
+        make_batch: index -> batch, e.g. (blurry, sharp) arrays; a pure function of the index.
+        processes: worker processes; 1 makes every batch in the calling process.
+        ahead: batches made ahead of the one asked for (default 2 per process).
+    """
+
+    def __init__(self, make_batch, processes=1, ahead=None):
+        super().__init__()
+        self.make_batch = make_batch
+        self.processes = max(1, int(processes))
+        self.ahead = int(ahead) if ahead is not None else 2 * self.processes
+        self._pool = None
+        self._pending = {}
+
+    @property
+    def num_batches(self):
+        return None  # endless: Keras keeps one iterator across epochs
+
+    def __getitem__(self, index):
+        if self.processes == 1:
+            return self.make_batch(index)
+        if self._pool is None:
+            if _CAN_FORK:
+                self._pool = ProcessPoolExecutor(
+                    self.processes, mp_context=multiprocessing.get_context("fork"),
+                    initializer=_start_worker, initargs=(self.make_batch,))
+                self._task = _make_in_worker
+            else:  # threads: nothing to pickle (NumPy releases the GIL in the large steps)
+                self._pool = ThreadPoolExecutor(self.processes)
+                self._task = self.make_batch
+        for wanted in range(index, index + self.ahead + 1):
+            if wanted not in self._pending:
+                self._pending[wanted] = self._pool.submit(self._task, wanted)
+        batch = self._pending[index].result()
+        # Keep a few behind: Keras may look at the first batches before it starts.
+        for done in [key for key in self._pending if key < index - 2 or key > index + 4 * self.ahead]:
+            self._pending.pop(done).cancel()
+        return batch
+
+    def close(self):
+        """Stops the worker processes (also when the stream is garbage-collected)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        self._pending = {}
+
+    def __del__(self):
+        self.close()
+
+
+class SyntheticBatches:
+    """Batch i of a `SyntheticPairs` stream: pairs first + i * batch_size onwards (a picklable
+    batch maker for `StreamBatches`)."""
+
+    def __init__(self, synthetic, batch_size, first=0):
+        self.synthetic = synthetic
+        self.batch_size = int(batch_size)
+        self.first = int(first)
+
+    def __call__(self, index):
+        start = self.first + index * self.batch_size
+        pairs = [self.synthetic.pair(number)[:2] for number in range(start, start + self.batch_size)]
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])

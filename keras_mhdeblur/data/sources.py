@@ -250,6 +250,13 @@ class BuiltinSource:
                 self._photos = [[_downscale(photo, scale) for scale in scales] for photo in photos]
             return self._photos
 
+    def prepare(self, height, width):
+        """Builds the pools that regions of (height, width) draw from (`SyntheticPairs.prepare`)."""
+        if self.photo_share < 1.0:
+            self._dead_leaves_pool(height, width)
+        if self.photo_share > 0.0:
+            self._photo_pool()
+
     def region(self, seed, index, height, width):
         """The sharp region for stream pair `index`: (height, width, 3) uint8 sRGB."""
         rng = np.random.default_rng([seed, index, _STREAM_REGION])

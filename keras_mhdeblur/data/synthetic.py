@@ -440,6 +440,16 @@ class SyntheticPairs:
         return synthesize_blur(region, np.random.default_rng([self.seed, int(index)]), self.settings,
                                output_size=self.size, return_subframes=return_subframes)
 
+    def prepare(self):
+        """Builds the source's images (decoded photos, dead-leaves pool) now rather than at
+        the first pairs, e.g. before worker processes are forked, so each need not build them."""
+        prepare = getattr(self.source, "prepare", None)
+        if prepare is not None:
+            height, width = self.size
+            margin = self.settings.margin(height, width)
+            prepare(height + 2 * margin, width + 2 * margin)
+        return self
+
     def __iter__(self):
         """Endless (blurry, sharp) float32 (H, W, 3) pairs, index 0 onwards."""
         for index in itertools.count():
