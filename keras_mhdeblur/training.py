@@ -957,6 +957,9 @@ def _train(config, run, resume, overwrite, stop_at, verbose, log, callbacks, clu
             raise PeersLost(f"{cluster.describe()}: lost the other processes at step "
                            f"{checkpoints.step} ({type(error).__name__}: {first_line[:300]}); "
                            f"{last}. Relaunch every process with --resume") from None
+        finally:
+            if hasattr(dataset, "close"):  # the PyDataset pipeline's worker processes
+                dataset.close()
     step, state = checkpoints.step, checkpoints.state
     finished = step >= config.steps
     if finished:

@@ -111,6 +111,16 @@ def test_tf_dataset_and_py_dataset_give_stream_batches(small_source):
     np.testing.assert_array_equal(dataset[0][0][0], stream.pair(6).blurry)
 
 
+def test_prepare_builds_the_source_pools_up_front_and_changes_no_pair():
+    source = BuiltinSource(seed=0, dead_leaves_count=2, dead_leaves_size=128, photo_scales=(0.25,))
+    stream = SyntheticPairs((16, 16), seed=3, source=source, num_subframes=3)
+    expected = SyntheticPairs((16, 16), seed=3, num_subframes=3, source=BuiltinSource(
+        seed=0, dead_leaves_count=2, dead_leaves_size=128, photo_scales=(0.25,))).pair(5)
+    assert stream.prepare() is stream
+    assert len(source._dead_leaves) == 2 and (source._photos is not None) == bool(source.photo_paths)
+    np.testing.assert_array_equal(stream.pair(5).blurry, expected.blurry)
+
+
 def test_held_out_set_is_fixed():
     first = make_synthetic_set(2, (16, 24), seed=9, source=BuiltinSource(9, 1, 64, photos=False))
     second = make_synthetic_set(2, (16, 24), seed=9, source=BuiltinSource(9, 1, 64, photos=False))
