@@ -19,12 +19,7 @@
 set -u
 OUT=${OUT:-/tmp/gpu_session}
 mkdir -p "$OUT"
-export KERAS_BACKEND=jax PYTHONUNBUFFERED=1
-if ! python3 -c "import keras" 2> /dev/null && compgen -G ".whl/*.whl" > /dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-fi
-[ -d /tmp/site ] && export PYTHONPATH=/tmp/site:$PWD || export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+source benchmarks/gpu_env.sh
 (nvidia-smi -L || echo "no nvidia-smi") > "$OUT/card.txt" 2>&1
 python3 -c "import jax, keras; print('jax', jax.__version__, 'keras', keras.__version__, \
 jax.devices())" > "$OUT/versions.txt" 2>&1
@@ -36,10 +31,9 @@ if [ "${SMOKE:-0}" = 1 ]; then
   shape=(--batch 2 --crop 32 --steps 2)
   small='"width": 8, '
 fi
-# Each compile is logged with its time (errors.txt), so a variant cut by its limit still says
+# Each compile is logged with its time (errors.txt; gpu_env.sh), so a variant cut by its limit still says
 # where the time went: on 2026-12-04 no first step finished within 100-160 s, with XLA's
 # autotuner warning about its timer (docs/speed.md, "On a GPU").
-export JAX_LOG_COMPILES=1
 variant() {  # seconds, config, precision, overrides (JSON body), XLA_FLAGS (optional)
   XLA_FLAGS="${5:-${XLA_FLAGS:-}}" timeout "$1" python3 benchmarks/train_step.py "${shape[@]}" --config "$2" --precision "$3" \
     --override "{${small}$4}" --json "$OUT/rows.jsonl" 2>>"$OUT/errors.txt" \

@@ -25,14 +25,9 @@ fi
 recipe=$1 name=$2 seconds=$3
 OUT=${OUT:-/tmp/gpu_train}
 mkdir -p "$OUT"
-export KERAS_BACKEND=jax PYTHONUNBUFFERED=1 JAX_LOG_COMPILES=1
 # XLA's autotuner made the first step take minutes on the lent GPU (docs/speed.md, "On a GPU").
 export XLA_FLAGS=${XLA_FLAGS---xla_gpu_autotune_level=0}
-if ! python3 -c "import keras" 2> /dev/null && compgen -G ".whl/*.whl" > /dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-fi
-[ -d /tmp/site ] && export PYTHONPATH=/tmp/site:$PWD || export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+source benchmarks/gpu_env.sh
 
 smoke=()
 measure=32

@@ -18,6 +18,7 @@ import numpy as np
 from keras_mhdeblur.data.augment import Augmentation, augment_pair, augment_pair_tf
 from keras_mhdeblur.data.datasets import PairSet
 from keras_mhdeblur.data.io import DataError, read_image_array, to_float
+from keras_mhdeblur.data.synthetic import stack_pairs
 
 
 def _pair_set(pairs):
@@ -404,9 +405,8 @@ class SyntheticPyDataset(keras.utils.PyDataset):
         self._sampler.epoch += 1
 
     def __getitem__(self, index):
-        pairs = [self.synthetic.pair(self.start_index + sample)[:2]
-                 for sample in self._sampler.sample_numbers(index)]
-        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+        return stack_pairs([self.synthetic.pair(self.start_index + sample)[:2]
+                            for sample in self._sampler.sample_numbers(index)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -450,6 +450,7 @@ class StreamBatches(keras.utils.PyDataset):
         self.processes = max(1, int(processes))
         self.ahead = int(ahead) if ahead is not None else 2 * self.processes
         self._pool = None
+        self._task = None  # what the pool runs: make_batch, or its copy in a forked process
         self._pending = {}
 
     @property
@@ -479,7 +480,7 @@ class StreamBatches(keras.utils.PyDataset):
 
     def close(self):
         """Stops the worker processes (also when the stream is garbage-collected)."""
-        if self._pool is not None:
+        if getattr(self, "_pool", None) is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
         self._pending = {}
@@ -499,5 +500,5 @@ class SyntheticBatches:
 
     def __call__(self, index):
         start = self.first + index * self.batch_size
-        pairs = [self.synthetic.pair(number)[:2] for number in range(start, start + self.batch_size)]
-        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+        return stack_pairs([self.synthetic.pair(number)[:2]
+                            for number in range(start, start + self.batch_size)])

@@ -399,6 +399,11 @@ def _as_source(source, seed, options=None):
     return source
 
 
+def stack_pairs(pairs):
+    """[(blurry, sharp), ...] -> (blurry batch, sharp batch)."""
+    return np.stack([pair[0] for pair in pairs]), np.stack([pair[1] for pair in pairs])
+
+
 class SyntheticPairs:
     """An endless, seeded stream of GoPro-style (blurry, sharp) pairs, needing no download.
 
@@ -467,7 +472,7 @@ class SyntheticPairs:
         if not pairs:
             empty = np.zeros((0, height, width, 3), np.float32)
             return empty, empty.copy()
-        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+        return stack_pairs(pairs)
 
 
 def make_synthetic_set(count, size=(256, 256), seed=1, source=None, workers=None, **settings):
