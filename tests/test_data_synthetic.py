@@ -300,6 +300,34 @@ def test_other_packages_photos_are_added_by_name_and_must_be_installed(tmp_path,
         sources.bundled_photo_paths("all", "sklearn")
 
 
+def test_grey_npz_photos_and_other_sets_of_one_package(tmp_path, monkeypatch):
+    # A stand-in for PyWavelets' package folder: grey images in .npz files under "data".
+    folder = tmp_path / "pywt" / "data"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    for name in ("ascent.npz", "aero.npz"):
+        np.savez(folder / name, data=rng.integers(0, 256, (40, 50), dtype=np.uint8))
+    find_spec = sources.importlib.util.find_spec
+    fake = type("Spec", (), {"submodule_search_locations": [str(tmp_path / "pywt")]})
+    monkeypatch.setattr(sources.importlib.util, "find_spec",
+                        lambda name: fake if name == "pywt" else find_spec(name))
+    stream = SyntheticPairs(24, seed=0, source="builtin:train",
+                            source_options={"photo_packages": ["pywt"], "photo_share": 1.0})
+    assert stream.source.photo_paths == [folder / "ascent.npz", folder / "aero.npz"]
+    region = stream.source.region(0, 0, 24, 24)
+    assert region.dtype == np.uint8 and region.shape == (24, 24, 3)
+    assert np.array_equal(region[..., 0], region[..., 1]) and np.array_equal(region[..., 0], region[..., 2])
+    # A set named after its contents may live in another set's package (skimage_more in skimage).
+    module, _, data_folder, names = sources.BUNDLED_PHOTOS["skimage_more"]
+    assert module == "skimage" and not set(names) & set(sources.SKIMAGE_PHOTOS)
+    np.savez(folder / "aero.npz", data=np.zeros((4, 5, 3), np.uint8))  # not one grey image
+    with pytest.raises(DataError, match=r"aero\.npz: expected a 2-D uint8 image"):
+        sources.read_bundled_photo(folder / "aero.npz")
+    (folder / "ascent.npz").write_bytes(b"damaged")
+    with pytest.raises(DataError, match=r"ascent\.npz: cannot read a grey image"):
+        sources.read_bundled_photo(folder / "ascent.npz")
+
+
 def test_realistic_settings_stay_seeded():
     settings = dict(blur_pixels=(2, 24), noise_sigma=(0, 0.01), jpeg_quality=(75, 95),
                     highlight_gain=(1, 3), num_subframes=(13, 25))

@@ -6,7 +6,8 @@ synthetic stream is reproducible and can be generated in any order by any number
 - `BuiltinSource`: procedurally drawn dead-leaves images (`dead_leaves.py`), plus the sample
   photographs bundled inside scikit-image's wheel (read from its package folder; nothing is ever
   downloaded). Without scikit-image it uses dead leaves only. `photo_packages` adds the photos
-  that other packages bundle (`BUNDLED_PHOTOS`: scikit-learn's, matplotlib's).
+  that other packages bundle (`BUNDLED_PHOTOS`: scikit-learn's, matplotlib's, PyWavelets',
+  mahotas's, and more of scikit-image's).
 - `FolderSource`: the images in a folder (checked up front); each image gives several crops in a
   row so that large photos are decoded once per run of crops.
 """
@@ -31,13 +32,20 @@ SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "m
 # be measured on photos it never saw.
 HELD_OUT_PHOTOS = ("chelsea.png", "coffee.png")
 PHOTO_SETS = ("all", "train", "heldout")
-# Photos that installed packages bundle, per importable package: (pip name, folder inside the
-# package, files). Only scikit-image's are used by default; `photo_packages` adds the others, so
-# that a recipe says which images it trained on. None of them is held out.
+# Photos that installed packages bundle, per set: (importable package, pip name, folder inside
+# the package, files). Only scikit-image's first set is used by default; `photo_packages` adds the
+# others, so that a recipe says which images it trained on. None of them is held out. `.npz`
+# files hold one grey image under "data" (PyWavelets' way of shipping them).
 BUNDLED_PHOTOS = {
-    "skimage": ("scikit-image", "data", SKIMAGE_PHOTOS),
-    "sklearn": ("scikit-learn", "datasets/images", ("china.jpg", "flower.jpg")),
-    "matplotlib": ("matplotlib", "mpl-data/sample_data", ("grace_hopper.jpg",)),
+    "skimage": ("skimage", "scikit-image", "data", SKIMAGE_PHOTOS),
+    "sklearn": ("sklearn", "scikit-learn", "datasets/images", ("china.jpg", "flower.jpg")),
+    "matplotlib": ("matplotlib", "matplotlib", "mpl-data/sample_data", ("grace_hopper.jpg",)),
+    # Added later, so that the recipes before it draw the same pairs: scikit-image's other
+    # photographs with detail (coins; stained tissue; a retina), two grey photos of PyWavelets
+    # (a staircase; aerial fields) and mahotas's portrait.
+    "skimage_more": ("skimage", "scikit-image", "data", ("coins.png", "ihc.png", "retina.jpg")),
+    "pywt": ("pywt", "PyWavelets", "data", ("ascent.npz", "aero.npz")),
+    "mahotas": ("mahotas", "mahotas", "demos/data", ("luispedro.jpg",)),
 }
 # Real photographs with real camera-motion blur that scikit-image ships (no sharp reference).
 REAL_BLURRY_PHOTOS = ("clock_motion.png",)
@@ -63,12 +71,12 @@ def bundled_photo_paths(which="all", packages=("skimage",)):
     _check_photo_packages(packages)
     paths = []
     for package in dict.fromkeys(packages):  # each once, in the order given
-        pip_name, folder, names = BUNDLED_PHOTOS[package]
+        module, pip_name, folder, names = BUNDLED_PHOTOS[package]
         if which == "heldout":
             names = tuple(name for name in names if name in HELD_OUT_PHOTOS)
         elif which == "train":
             names = tuple(name for name in names if name not in HELD_OUT_PHOTOS)
-        found = _package_data_files(package, folder, names)
+        found = _package_data_files(module, folder, names)
         if package != "skimage" and len(found) < len(names):
             raise ValueError(f"photo_packages: {package} names {len(names)} photo(s) in "
                              f"{pip_name}'s {folder}/ but {len(found)} are installed; install "
@@ -96,6 +104,22 @@ def _package_data_files(package, folder, names):
         return []
     folder = Path(list(spec.submodule_search_locations)[0]) / folder
     return [folder / name for name in names if (folder / name).is_file()]
+
+
+def read_bundled_photo(path):
+    """A bundled photo as (H, W, 3) uint8: an image file, or a `.npz` with one grey image."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        return read_image_array(path)
+    try:
+        with np.load(path) as archive:
+            grey = archive["data"]
+    except Exception as error:
+        raise DataError(f"{path}: cannot read a grey image under 'data' ({error})") from None
+    if grey.ndim != 2 or grey.dtype != np.uint8:
+        raise DataError(f"{path}: expected a 2-D uint8 image under 'data', got shape "
+                        f"{grey.shape} of {grey.dtype}")
+    return np.repeat(grey[:, :, None], 3, axis=2)
 
 
 def random_region(image, rng, height, width):
@@ -244,7 +268,7 @@ class BuiltinSource:
     def _photo_pool(self):
         with self._lock:
             if self._photos is None:
-                photos = [read_image_array(path) for path in self.photo_paths]
+                photos = [read_bundled_photo(path) for path in self.photo_paths]
                 # Varied photos are downscaled per region, from the largest of the scales.
                 scales = (max(self.photo_scales),) if self.photo_variation else self.photo_scales
                 self._photos = [[_downscale(photo, scale) for scale in scales] for photo in photos]
