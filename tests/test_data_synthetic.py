@@ -318,7 +318,7 @@ def test_grey_npz_photos_and_other_sets_of_one_package(tmp_path, monkeypatch):
     assert region.dtype == np.uint8 and region.shape == (24, 24, 3)
     assert np.array_equal(region[..., 0], region[..., 1]) and np.array_equal(region[..., 0], region[..., 2])
     # A set named after its contents may live in another set's package (skimage_more in skimage).
-    module, _, data_folder, names = sources.BUNDLED_PHOTOS["skimage_more"]
+    module, _, _, names = sources.BUNDLED_PHOTOS["skimage_more"]
     assert module == "skimage" and not set(names) & set(sources.SKIMAGE_PHOTOS)
     np.savez(folder / "aero.npz", data=np.zeros((4, 5, 3), np.uint8))  # not one grey image
     with pytest.raises(DataError, match=r"aero\.npz: expected a 2-D uint8 image"):

@@ -61,10 +61,10 @@ def bundled_photo_paths(which="all", packages=("skimage",)):
 
     Args:
         which: "all", "train" (without `HELD_OUT_PHOTOS`) or "heldout" (only those).
-        packages: importable names from `BUNDLED_PHOTOS`.
+        packages: set names from `BUNDLED_PHOTOS` (each names its importable package).
     Raises:
-        ValueError: `which` or a package is unknown, or a package other than scikit-image is
-            not installed.
+        ValueError: `which` or a set is unknown, or a set other than scikit-image's default one
+            is not installed in full.
     """
     if which not in PHOTO_SETS:
         raise ValueError(f"photos must be one of {PHOTO_SETS}, got {which!r}")
