@@ -42,7 +42,7 @@ setup(
         "photos": ["scikit-image>=0.24"],
         # more bundled photos for the source option photo_packages (data.sources.BUNDLED_PHOTOS)
         "more-photos": ["scikit-image>=0.24", "scikit-learn>=1.4", "matplotlib>=3.8",
-                        "PyWavelets>=1.6", "mahotas>=1.4.15"],
+                        "PyWavelets>=1.6", "mahotas>=1.4.15", "imgaug>=0.4"],
     },
     entry_points={"console_scripts": ["mhdeblur=keras_mhdeblur.cli:main"]},
 )

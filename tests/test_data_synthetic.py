@@ -328,6 +328,25 @@ def test_grey_npz_photos_and_other_sets_of_one_package(tmp_path, monkeypatch):
         sources.read_bundled_photo(folder / "ascent.npz")
 
 
+def test_photo_sets_never_share_a_photo_and_may_sit_at_a_packages_top(tmp_path, monkeypatch):
+    named = [(module, name) for module, _, _, names in sources.BUNDLED_PHOTOS.values()
+             for name in names]
+    assert len(set(named)) == len(named)  # a photo in two sets would count twice
+    extra = {name for key, (_, _, _, names) in sources.BUNDLED_PHOTOS.items() if key != "skimage"
+             for name in names}
+    assert not extra & set(sources.HELD_OUT_PHOTOS) and "lena.jpg" not in extra
+    # imgaug keeps its photo next to its code: folder "." is the package's own folder.
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(tmp_path / "quokka.jpg")
+    find_spec = sources.importlib.util.find_spec
+    fake = type("Spec", (), {"submodule_search_locations": [str(tmp_path)]})
+    monkeypatch.setattr(sources.importlib.util, "find_spec",
+                        lambda name: fake if name == "imgaug" else find_spec(name))
+    assert sources.bundled_photo_paths("train", ["imgaug"]) == [tmp_path / "quokka.jpg"]
+    (tmp_path / "quokka.jpg").unlink()
+    with pytest.raises(ValueError, match=r"imgaug names 1 photo\(s\).*pip install imgaug"):
+        sources.bundled_photo_paths("train", ["imgaug"])
+
+
 def test_realistic_settings_stay_seeded():
     settings = dict(blur_pixels=(2, 24), noise_sigma=(0, 0.01), jpeg_quality=(75, 95),
                     highlight_gain=(1, 3), num_subframes=(13, 25))

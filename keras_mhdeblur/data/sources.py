@@ -7,7 +7,7 @@ synthetic stream is reproducible and can be generated in any order by any number
   photographs bundled inside scikit-image's wheel (read from its package folder; nothing is ever
   downloaded). Without scikit-image it uses dead leaves only. `photo_packages` adds the photos
   that other packages bundle (`BUNDLED_PHOTOS`: scikit-learn's, matplotlib's, PyWavelets',
-  mahotas's, and more of scikit-image's).
+  mahotas's, imgaug's, and more of scikit-image's).
 - `FolderSource`: the images in a folder (checked up front); each image gives several crops in a
   row so that large photos are decoded once per run of crops.
 """
@@ -46,6 +46,12 @@ BUNDLED_PHOTOS = {
     "skimage_more": ("skimage", "scikit-image", "data", ("coins.png", "ihc.png", "retina.jpg")),
     "pywt": ("pywt", "PyWavelets", "data", ("ascent.npz", "aero.npz")),
     "mahotas": ("mahotas", "mahotas", "demos/data", ("luispedro.jpg",)),
+    # Added after those: scikit-image's grey photo of the moon's surface, imgaug's quokka (fur;
+    # a soft background) and mahotas's drawn department store (a scanned drawing, dense with
+    # fine lines). mahotas's lena.jpg stays out: the field has stopped using that image.
+    "skimage_moon": ("skimage", "scikit-image", "data", ("moon.png",)),
+    "imgaug": ("imgaug", "imgaug", ".", ("quokka.jpg",)),
+    "mahotas_drawing": ("mahotas", "mahotas", "demos/data", ("DepartmentStore.jpg",)),
 }
 # Real photographs with real camera-motion blur that scikit-image ships (no sharp reference).
 REAL_BLURRY_PHOTOS = ("clock_motion.png",)
