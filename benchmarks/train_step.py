@@ -81,7 +81,10 @@ def _tensor_peak_bytes():
 
     if tf.config.list_physical_devices("GPU"):
         return float("nan")
-    return tf.config.experimental.get_memory_info("CPU:0")["peak"]
+    try:
+        return tf.config.experimental.get_memory_info("CPU:0")["peak"]
+    except ValueError:  # builds without the CPU allocator's statistics
+        return float("nan")
 
 
 def _device_name():

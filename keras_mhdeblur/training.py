@@ -451,8 +451,10 @@ def initialise_from(model, config):
     neither is the step of its annealing schedule: the new run's schedule starts at 0).
 
     A single-head source grows into the run's K heads (`heads.expand_single_head`): output 0
-    starts as the single head, heads 1.. as perturbed copies (seeded by the run's seed)."""
-    source = load_initial_model(config.init_from)
+    starts as the single head, heads 1.. as perturbed copies (seeded by the run's seed). A
+    NAFNet source grows into a run with more blocks per level (`models.surgery.deepened`): the
+    new blocks start as the identity."""
+    source = deepened_to(load_initial_model(config.init_from), config)
     grows_heads = getattr(source, "heads", None) == 1 and config.heads > 1
     check_model_matches(source, dataclasses.replace(config, heads=1) if grows_heads else config,
                         config.init_from)
@@ -475,6 +477,19 @@ def initialise_from(model, config):
                                f"{tuple(target.shape)}")
             value = grown
         target.assign(value)
+
+
+def deepened_to(source, config):
+    """`source`, with more blocks per level where `config`'s architecture has more."""
+    from keras_mhdeblur.models import NAMED_CONFIGS
+    from keras_mhdeblur.models.surgery import BLOCK_COUNTS, deepened, is_deeper
+
+    stored = _plain(source.get_config())
+    wanted = _plain({**NAMED_CONFIGS[config.model][2], **config.model_arguments()})
+    counts = {name: wanted[name] for name in BLOCK_COUNTS
+              if name in stored and name in wanted and wanted[name] != stored[name]
+              and is_deeper(wanted[name], stored[name])}
+    return deepened(source, **counts) if counts else source
 
 
 def training_loss(model, config):

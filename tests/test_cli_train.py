@@ -314,9 +314,16 @@ def test_init_from_fine_tunes_a_model_with_its_architecture(tmp_path, capsys):
                         "--override", "dec_blocks=[1,1]")
     assert agreeing.width == 8 and agreeing.overrides == {"enc_blocks": [1, 1],
                                                           "dec_blocks": [1, 1]}
-    with pytest.raises(CommandError, match=r"drop overrides \{'middle_blocks': 2\} \(it has "
-                                           r"\{'middle_blocks': 1\}\)"):
-        resolved("--override", "middle_blocks=2")
+    with pytest.raises(CommandError, match=r"drop overrides \{'enc_blocks': \[1\]\} \(it has "
+                                           r"\{'enc_blocks': \[1, 1\]\}\)"):
+        resolved("--override", "enc_blocks=[1]")
+    # More blocks per level than the source: the run grows it, starting from what it computes.
+    deeper = resolved("--override", "middle_blocks=2", "--override", "enc_blocks=1,3",
+                      "--crop", "32", "--no-jit-compile")
+    assert deeper.overrides == {"enc_blocks": [1, 3], "dec_blocks": [1, 1], "middle_blocks": 2}
+    images = np.random.default_rng(1).random((1, 32, 32, 3), dtype=np.float32)
+    np.testing.assert_allclose(np.asarray(build_training_model(deeper)(images)),
+                               np.asarray(source(images)), atol=1e-5)
     # A single-head model has nothing to combine: a twin's next stage, started from it with the
     # multi-head recipe and --heads 1 with or without --no-combine, agrees with it.
     save_model(build_model("nafnet-w32", heads=1, combine_heads=False, width=8,

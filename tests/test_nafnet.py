@@ -49,6 +49,42 @@ def test_blocks_start_as_identity():
                           and not np.any(np.asarray(s.stacked["gamma"])) for s in stacks)
 
 
+def test_a_deepened_network_computes_what_it_grew_from():
+    from keras_mhdeblur.models.surgery import deepened
+
+    keras.utils.set_random_seed(3)
+    model = keras_mhdeblur.NAFNetMH(heads=2, width=8, enc_blocks=(1, 1), middle_blocks=1,
+                                    dec_blocks=(1, 1))
+    # Trained-looking blocks (non-zero beta and gamma), so that copying them matters.
+    rng = np.random.default_rng(0)
+    for weight in model.weights:
+        weight.assign(np.asarray(weight) + 0.1 * rng.standard_normal(weight.shape))
+    grown = deepened(model, enc_blocks=(1, 3), middle_blocks=2, dec_blocks=[2, 1])
+    assert (grown.enc_blocks, grown.middle_blocks, grown.dec_blocks) == ((1, 3), 2, (2, 1))
+    assert grown.count_params() > model.count_params()
+    images = random_images((2, 24, 24, 3))
+    np.testing.assert_allclose(np.asarray(grown(images)), np.asarray(model(images)), atol=1e-5)
+    # The grown level keeps its trained block first; training the new ones changes the output.
+    level = {layer.name: layer for layer in grown._flatten_layers()
+             if isinstance(layer, NAFBlockStack)}["encoders.1"]
+    trained = {layer.name: layer for layer in model._flatten_layers()
+               if isinstance(layer, NAFBlockStack)}["encoders.1"]
+    np.testing.assert_array_equal(np.asarray(level.stacked["conv1_kernel"])[:1],
+                                  np.asarray(trained.stacked["conv1_kernel"]))
+    level.stacked["gamma"].assign(np.full(level.stacked["gamma"].shape, 0.5))
+    assert np.abs(np.asarray(grown(images)) - np.asarray(model(images))).max() > 1e-3
+    with pytest.raises(ValueError, match=r"enc_blocks=\[1\] \(it has \(1, 1\): as many levels"):
+        deepened(model, enc_blocks=[1])
+    with pytest.raises(ValueError, match=r"middle_blocks=0 \(it has 1"):
+        deepened(model, middle_blocks=0)
+    with pytest.raises(ValueError, match="width .*counts no blocks"):
+        deepened(model, width=16)
+    # A level without blocks keeps an empty stack, so it may gain some too.
+    shallow = keras_mhdeblur.NAFNetMH(heads=2, width=8, enc_blocks=(0, 1), dec_blocks=(1, 1))
+    np.testing.assert_allclose(np.asarray(deepened(shallow, enc_blocks=(2, 1))(images)),
+                               np.asarray(shallow(images)), atol=1e-5)
+
+
 def test_parameter_counts_of_the_official_configs():
     assert keras_mhdeblur.NAFNet().count_params() == 17_111_907
     assert keras_mhdeblur.NAFNetMH(heads=4).count_params() == 17_114_508

@@ -41,7 +41,8 @@ def register(subparsers):
     model.add_argument("--width", type=positive_int, help="override the config's width")
     model.add_argument("--init-from", metavar="MODEL",
                        help="fine-tune: start from this preset (name or folder) or .keras file; "
-                       "the architecture flags come from it")
+                       "the architecture flags come from it, except more NAFNet blocks per level "
+                       "(--override enc_blocks=...: the new ones start as the identity)")
     model.add_argument("--override", action="append", metavar="KEY=VALUE",
                        help="constructor argument (JSON value or comma list), e.g. "
                        "enc_blocks=1,1 (repeatable)")
@@ -208,6 +209,7 @@ ARCHITECTURE_SETTINGS = ("model", "heads", "combine_heads", "width", "overrides"
 
 def _architecture_from(init_from, requested):
     """The architecture settings of the --init-from model; explicit ones must agree with it."""
+    from keras_mhdeblur.models.surgery import BLOCK_COUNTS, is_deeper
     from keras_mhdeblur.training import architecture_of, load_initial_model
 
     model = load_initial_model(init_from)
@@ -227,6 +229,12 @@ def _architecture_from(init_from, requested):
         if name == "overrides":
             differing = {key: value for key, value in plain[name].items()
                          if actual.get(key) != value}
+            # More blocks per level than the model has: its blocks are kept and the new ones
+            # start as the identity (models.surgery.deepened).
+            deeper = {key: value for key, value in differing.items() if key in BLOCK_COUNTS
+                      and key in actual and is_deeper(value, actual[key])}
+            architecture["overrides"] = {**architecture["overrides"], **deeper}
+            differing = {key: value for key, value in differing.items() if key not in deeper}
             if differing:
                 conflicts.append(f"overrides {differing!r} (it has "
                                  f"{ {key: actual.get(key) for key in differing}!r})")
