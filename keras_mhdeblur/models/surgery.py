@@ -47,8 +47,8 @@ def deepened(model, **counts):
     `dec_blocks`), computing exactly what `model` computes: each level keeps its trained blocks
     first, and the blocks added after them start as the identity. Only NAFBlock stacks may grow,
     because a NAFBlock adds its branches through zero-initialised scales (beta, gamma), so a new
-    one passes its input through until training moves those scales (docs/presets.md, "A deeper
-    network grown from the preset")."""
+    one passes its input through until training moves those scales.
+    Why: docs/presets.md, "A deeper network grown from the preset"."""
     from keras_mhdeblur.models.nafnet import NAFBlockStack
 
     config = model.get_config()
