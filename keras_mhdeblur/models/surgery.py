@@ -48,7 +48,7 @@ def deepened(model, **counts):
     first, and the blocks added after them start as the identity. Only NAFBlock stacks may grow,
     because a NAFBlock adds its branches through zero-initialised scales (beta, gamma), so a new
     one passes its input through until training moves those scales.
-    Why: docs/presets.md, "A deeper network grown from the preset"."""
+    Why: docs/presets.md, "A deeper network grown from the preset, tried and not shipped"."""
     from keras_mhdeblur.models.nafnet import NAFBlockStack
 
     config = model.get_config()
