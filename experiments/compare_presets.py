@@ -14,6 +14,12 @@ photos and loses on the held-out ones has fitted its photos rather than learnt t
 
     python experiments/compare_presets.py nafnet-w16-mh4 --sources heldout,train-photos,leaves
 
+`--blur KEY=VALUE` changes a setting of every recipe's blur (`data.BlurSettings`), e.g. to read
+a preset on pairs without noise, JPEG or clipped highlights (other draws, so other pairs):
+
+    python experiments/compare_presets.py nafnet-w16-mh4 --blur noise_sigma=0 \
+        --blur jpeg_quality=null --blur highlight_gain=1
+
 `--self-ensemble 8` restores every input through its flips and transposes and averages them
 (`inference.restore`), to read what the self-ensemble adds to a preset.
 """
@@ -44,6 +50,9 @@ def main():
     parser.add_argument("--self-ensemble", type=int, default=1, metavar="N",
                         help="average N flips and transposes of every input (1, 2, 4 or 8; "
                         "inference.restore)")
+    parser.add_argument("--blur", action="append", default=[], metavar="KEY=VALUE",
+                        help="change a blur setting of every recipe (YAML value, e.g. "
+                             "noise_sigma=0, jpeg_quality=null); repeat for several")
     parser.add_argument("--out", help="also write the figures to this JSON file")
     args = parser.parse_args()
     sources = args.sources.split(",")
@@ -55,6 +64,9 @@ def main():
     from keras_mhdeblur.presets.measure import blur_length_table, by_blur_length, held_out_figures
 
     recipes = {str(name): preset_metadata(name)["training"]["recipe"] for name in args.presets}
+    changes = _blur_changes(parser, args.blur)
+    for recipe in recipes.values():
+        recipe["synthetic_blur"] = {**recipe.get("synthetic_blur", {}), **changes}
     kept = ("input_psnr", "shipped_psnr", "shipped_gain_db", "oracle_psnr",
             "outputs_winning_5_percent", "max_colour_cast_levels",
             "mean_brightness_shift_levels", "target_brightness_shift_levels")
@@ -87,6 +99,28 @@ def main():
         temporary.write_text(json.dumps(results, indent=2, default=float) + "\n")
         temporary.replace(out)
         print(f"wrote {out}")
+
+
+def _blur_changes(parser, items):
+    """{setting: value} from --blur KEY=VALUE items, checked against `BlurSettings`."""
+    import dataclasses
+
+    import yaml
+
+    from keras_mhdeblur.data import BlurSettings
+
+    known = [field.name for field in dataclasses.fields(BlurSettings) if field.name != "label"]
+    changes = {}
+    for item in items:
+        key, equals, value = item.partition("=")
+        if not equals or key not in known:
+            parser.error(f"--blur {item!r}: expected KEY=VALUE with KEY one of {', '.join(known)}")
+        changes[key] = yaml.safe_load(value)
+    try:
+        BlurSettings(**changes)
+    except (TypeError, ValueError) as error:
+        parser.error(f"--blur: {error}")
+    return changes
 
 
 if __name__ == "__main__":

@@ -267,3 +267,40 @@ def test_every_recipe_in_presets_is_a_valid_training_config_of_the_same_network(
         architectures.setdefault(preset, set()).add(config.architecture())
     assert all(len(found) == 1 for found in architectures.values()), architectures
     assert len(architectures["nafnet-w16-mh4"]) == 1 and len(architectures) >= 2
+
+
+def test_compare_presets_reads_a_preset_on_changed_blur(tmp_path, monkeypatch, capsys):
+    """experiments/compare_presets.py --blur measures on pairs of the changed blur (here with no
+    noise, JPEG or clipping), and a setting it does not know is an error naming it."""
+    import copy
+    import runpy
+    import sys
+
+    from helpers import REPO_ROOT
+    from keras_mhdeblur.evaluation import evaluate_inputs
+    from keras_mhdeblur.presets import DEFAULT_PRESET, held_out_pairs_for_recipe, preset_metadata
+
+    script = str(REPO_ROOT / "experiments" / "compare_presets.py")
+    monkeypatch.setattr(sys, "argv", [script, DEFAULT_PRESET, "--blur", "noise=0"])
+    with pytest.raises(SystemExit) as error:
+        runpy.run_path(script, run_name="__main__")
+    assert error.value.code == 2 and "--blur 'noise=0'" in capsys.readouterr().err
+
+    changes = {"noise_sigma": 0, "jpeg_quality": None, "highlight_gain": 1}
+    out = tmp_path / "compare.json"
+    monkeypatch.setattr(sys, "argv", [script, DEFAULT_PRESET, "--pairs", "2", "--per-octave", "1",
+                                      "--blur", "noise_sigma=0", "--blur", "jpeg_quality=null",
+                                      "--blur", "highlight_gain=1", "--out", str(out)])
+    runpy.run_path(script, run_name="__main__")
+    measured = json.loads(out.read_text())[DEFAULT_PRESET]["held_out"][DEFAULT_PRESET]
+
+    recipe = preset_metadata(DEFAULT_PRESET)["training"]["recipe"]
+    changed = copy.deepcopy(recipe)
+    changed["synthetic_blur"].update(changes)
+
+    def input_psnr(of):
+        return evaluate_inputs(held_out_pairs_for_recipe(of, 2), False).summary()[
+            "per_output_psnr"][0]
+
+    assert measured["input_psnr"] == pytest.approx(input_psnr(changed), abs=1e-6)
+    assert abs(measured["input_psnr"] - input_psnr(recipe)) > 0.05
