@@ -51,7 +51,7 @@ def main():
                         help="average N flips and transposes of every input (1, 2, 4 or 8; "
                         "inference.restore)")
     parser.add_argument("--blur", action="append", default=[], metavar="KEY=VALUE",
-                        help="change a blur setting of every recipe (YAML value, e.g. "
+                        help="change a blur setting of every recipe (JSON value, e.g. "
                              "noise_sigma=0, jpeg_quality=null); repeat for several")
     parser.add_argument("--out", help="also write the figures to this JSON file")
     args = parser.parse_args()
@@ -105,17 +105,18 @@ def _blur_changes(parser, items):
     """{setting: value} from --blur KEY=VALUE items, checked against `BlurSettings`."""
     import dataclasses
 
-    import yaml
-
+    from keras_mhdeblur.commands import CommandError
+    from keras_mhdeblur.commands.train import key_values
     from keras_mhdeblur.data import BlurSettings
 
+    try:
+        changes = key_values(items, "--blur", "noise_sigma=0")
+    except CommandError as error:
+        parser.error(str(error))
     known = [field.name for field in dataclasses.fields(BlurSettings) if field.name != "label"]
-    changes = {}
     for item in items:
-        key, equals, value = item.partition("=")
-        if not equals or key not in known:
-            parser.error(f"--blur {item!r}: expected KEY=VALUE with KEY one of {', '.join(known)}")
-        changes[key] = yaml.safe_load(value)
+        if item.partition("=")[0].strip() not in known:
+            parser.error(f"--blur {item!r}: not a blur setting; known: {', '.join(known)}")
     try:
         BlurSettings(**changes)
     except (TypeError, ValueError) as error:

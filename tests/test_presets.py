@@ -288,9 +288,9 @@ def test_compare_presets_reads_a_preset_on_changed_blur(tmp_path, monkeypatch, c
 
     changes = {"noise_sigma": 0, "jpeg_quality": None, "highlight_gain": 1}
     out = tmp_path / "compare.json"
+    blur = [arg for key, value in changes.items() for arg in ("--blur", f"{key}={json.dumps(value)}")]
     monkeypatch.setattr(sys, "argv", [script, DEFAULT_PRESET, "--pairs", "2", "--per-octave", "1",
-                                      "--blur", "noise_sigma=0", "--blur", "jpeg_quality=null",
-                                      "--blur", "highlight_gain=1", "--out", str(out)])
+                                      *blur, "--out", str(out)])
     runpy.run_path(script, run_name="__main__")
     measured = json.loads(out.read_text())[DEFAULT_PRESET]["held_out"][DEFAULT_PRESET]
 

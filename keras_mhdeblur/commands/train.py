@@ -130,14 +130,16 @@ def _parse_value(text):
     return text
 
 
-def _overrides(items):
-    overrides = {}
+def key_values(items, flag="--override", example="enc_blocks=1,1"):
+    """{key: value} from repeated KEY=VALUE arguments of `flag`; a value is JSON (0, null,
+    [1, 2]) or comma-separated integers, else the text."""
+    values = {}
     for item in items:
         key, separator, value = item.partition("=")
         if not separator or not key:
-            raise CommandError(f"--override {item!r}: expected KEY=VALUE, e.g. enc_blocks=1,1")
-        overrides[key.strip()] = _parse_value(value.strip())
-    return overrides
+            raise CommandError(f"{flag} {item!r}: expected KEY=VALUE, e.g. {example}")
+        values[key.strip()] = _parse_value(value.strip())
+    return values
 
 
 def read_config_file(path):
@@ -177,7 +179,7 @@ def resolve(args):
     flags.pop("func", None)
     flags.pop("command", None)
     if "override" in flags:
-        flags["overrides"] = _overrides(flags.pop("override"))
+        flags["overrides"] = key_values(flags.pop("override"))
     file_values = read_config_file(flags["config"]) if "config" in flags else {}
     if flags.pop("recommended_heads", False) or file_values.pop("recommended_heads", False):
         # Expanded here, so config.json records the values themselves.
