@@ -6,7 +6,8 @@ from PIL import Image
 
 from keras_mhdeblur.data import (BlurSettings, BuiltinSource, DataError, FolderSource, SyntheticPairs,
                                  SyntheticPyDataset, dead_leaves_image, synthetic_dataset, linear_to_srgb, make_synthetic_set, random_camera_trajectory,
-                                 srgb_to_linear, synthesize_blur)
+                                 sharp_at_pose, srgb_to_linear, steady_camera_trajectory,
+                                 synthesize_blur)
 from keras_mhdeblur.data import sources
 
 SIZE = (48, 64)
@@ -40,6 +41,52 @@ def test_trajectory_has_the_asked_length_and_rotation_range():
     assert steps.max() > 1.5 * steps.min()  # non-uniform speed
     still, _ = random_camera_trajectory(rng, 9, length=0.0, rotation=0.0)
     assert not still.any()
+
+
+def test_steady_trajectory_is_nearly_straight_with_the_label_at_the_centre_of_the_smear():
+    rng = np.random.default_rng(0)
+    shake_offsets, steady_offsets = [], []
+    for _ in range(50):
+        shifts, angles = steady_camera_trajectory(rng, 15, length=20.0, rotation=0.02)
+        travelled = np.sum(np.linalg.norm(np.diff(shifts, axis=0), axis=1))
+        assert 19.5 < travelled <= 20.0 + 1e-9
+        # A turn of at most 30 degrees: the ends are nearly a path length apart.
+        assert np.linalg.norm(shifts[-1] - shifts[0]) > 0.95 * travelled
+        assert np.ptp(angles) == pytest.approx(0.02) and np.all(np.diff(angles) * angles[-1] > 0)
+        steady_offsets.append(np.linalg.norm(shifts.mean(axis=0) - shifts[7]))
+        shake, _ = random_camera_trajectory(rng, 15, length=20.0, rotation=0.0)
+        shake_offsets.append(np.linalg.norm(shake.mean(axis=0) - shake[7]))
+    # The middle sub-frame sits near the centre of a steady smear, further off in a shake.
+    assert np.mean(steady_offsets) < 0.05 * 20 < np.mean(shake_offsets)
+
+
+def test_steady_share_picks_the_motion_and_leaves_earlier_recipes_unchanged(small_source):
+    def pair(index, **settings):
+        return SyntheticPairs(SIZE, seed=4, source=small_source, blur_pixels=(6, 12),
+                              **settings).pair(index)
+
+    for index in range(3):
+        default, shake, steady = pair(index), pair(index, steady_share=0.0), pair(index, steady_share=1.0)
+        np.testing.assert_array_equal(default.blurry, shake.blurry)  # no extra draw at share 0
+        # Steady: sub-frames equally spaced in time move at a nearly constant pace.
+        paces = np.linalg.norm(np.diff(steady.shifts, axis=0), axis=1)
+        assert paces.max() < 1.6 * paces.min()
+    with pytest.raises(ValueError, match="steady_share"):
+        BlurSettings(steady_share=1.5)
+
+
+def test_sharp_at_pose_renders_the_label_and_every_sub_frame(small_source):
+    stream = SyntheticPairs(SIZE, seed=2, source=small_source, blur_pixels=(4, 10),
+                            max_rotation_degrees=2.0, steady_share=0.5)
+    margin = stream.settings.margin(*SIZE)
+    for index in range(2):
+        pair = stream.pair(index, return_subframes=True)
+        region = stream.source.region(stream.seed, index, SIZE[0] + 2 * margin, SIZE[1] + 2 * margin)
+        np.testing.assert_allclose(sharp_at_pose(region, SIZE, (0, 0)), pair.sharp, atol=1e-6)
+        for k in (0, len(pair.shifts) - 1):
+            np.testing.assert_allclose(sharp_at_pose(region, SIZE, pair.shifts[k], pair.angles[k]),
+                                       pair.subframes[k], atol=1e-5)
+        assert not np.allclose(pair.subframes[0], pair.sharp, atol=1e-3)
 
 
 def test_blur_is_an_average_of_subframes_in_linear_light_and_the_label_is_one_of_them(small_source):

@@ -304,3 +304,20 @@ def test_compare_presets_reads_a_preset_on_changed_blur(tmp_path, monkeypatch, c
 
     assert measured["input_psnr"] == pytest.approx(input_psnr(changed), abs=1e-6)
     assert abs(measured["input_psnr"] - input_psnr(recipe)) > 0.05
+
+
+def test_label_position_finds_the_label_off_the_centre_of_a_shake_and_at_that_of_a_steady_smear():
+    """experiments/label_position.py: under the recipe's shake a sharp image at the mean pose
+    is further from the label, and scores lower, than under steady motion."""
+    import runpy
+
+    from helpers import REPO_ROOT
+    from keras_mhdeblur.presets import DEFAULT_PRESET, HELD_OUT_SEED, preset_metadata
+
+    script = runpy.run_path(str(REPO_ROOT / "experiments" / "label_position.py"))
+    recipe = preset_metadata(DEFAULT_PRESET)["training"]["recipe"]
+    shake = script["octave_figures"](recipe, 8, 16, 0.0, 3, 64, HELD_OUT_SEED)
+    steady = script["octave_figures"](recipe, 8, 16, 1.0, 3, 64, HELD_OUT_SEED)
+    for blurry, centred, offset in (shake, steady):
+        assert centred > blurry and 0 < offset < 16
+    assert steady[2] < 0.5 * shake[2] and steady[1] - steady[0] > shake[1] - shake[0] + 3

@@ -16,4 +16,5 @@ from keras_mhdeblur.data.sources import BuiltinSource, FolderSource
 from keras_mhdeblur.data.synthetic import (BlurSettings, SyntheticPair, SyntheticPairs,
                                            linear_to_srgb, make_synthetic_set,
                                            random_camera_trajectory, srgb_to_linear,
+                                           sharp_at_pose, steady_camera_trajectory,
                                            synthesize_blur, write_synthetic_set)

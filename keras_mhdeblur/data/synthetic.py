@@ -2,7 +2,9 @@
 
 GoPro's blurry images average consecutive high-speed video frames of a hand-held camera; the
 sharp label is the middle frame. Here, a random camera shake (`random_camera_trajectory`: small
-translation and in-plane rotation, non-uniform speed) gives N sub-frame poses; the sharp image is
+translation and in-plane rotation, non-uniform speed) or a steady motion (`steady_camera_trajectory`:
+nearly constant velocity, a gentle turn, as over GoPro's few tens of milliseconds) gives N
+sub-frame poses; the sharp image is
 warped to every pose at once (vectorised bilinear sampling), the sub-frames are averaged in linear
 light (exact sRGB curves undone, then redone), and noise or JPEG re-compression can be added to the
 blurry image. The label is the middle sub-frame (`label="middle"`, GoPro) or a random one
@@ -114,6 +116,36 @@ def random_camera_trajectory(rng, num_subframes, length, rotation, *, steps=64, 
     return shifts, np.interp(times, grid, spin)
 
 
+def steady_camera_trajectory(rng, num_subframes, length, rotation, *, max_turn_degrees=30.0,
+                             speed_change=0.5, steps=64):
+    """A steady camera motion during one exposure: nearly constant velocity.
+
+    A hand-held camera over the few tens of milliseconds that GoPro's blurry frames average
+    moves almost in a straight line at almost constant speed: the heading turns at a constant
+    rate by up to `max_turn_degrees` in all, the speed changes linearly, ending between
+    1 - `speed_change` and 1 + `speed_change` times its starting value, and the in-plane rotation
+    turns at a constant rate through `rotation` radians. At constant speed the middle sub-frame
+    (GoPro's label) sits at the centre of the smear, so the blur says where the label is; the
+    shake of `random_camera_trajectory`, with its jerks and changes of pace, often leaves it
+    several pixels off (docs/presets.md, "Where the label sits in the smear").
+
+    Args and returns: as `random_camera_trajectory`.
+    """
+    heading = rng.uniform(0, 2 * math.pi) + math.radians(
+        rng.uniform(-max_turn_degrees, max_turn_degrees)) * np.linspace(0, 1, steps + 1)
+    speed = 1 + (rng.uniform(1 - speed_change, 1 + speed_change) - 1) * np.linspace(0, 1, steps + 1)
+    velocity = np.stack([np.sin(heading), np.cos(heading)], axis=1) * speed[:, None]
+    # Trapezoidal integration of the velocity over the time steps.
+    path = np.concatenate([np.zeros((1, 2)), np.cumsum(velocity[1:] + velocity[:-1], axis=0)])
+    travelled = np.sum(np.linalg.norm(np.diff(path, axis=0), axis=1))
+    path = path * (length / travelled)
+    times = np.linspace(0, steps, num_subframes)
+    grid = np.arange(steps + 1)
+    shifts = np.stack([np.interp(times, grid, path[:, 0]), np.interp(times, grid, path[:, 1])], axis=1)
+    angles = rotation * (times / steps - 0.5) * rng.choice([-1.0, 1.0])
+    return shifts, angles
+
+
 def _draw(rng, value, integer=False):
     """A number from a fixed value or an inclusive (low, high) range."""
     if isinstance(value, (tuple, list)):
@@ -146,6 +178,9 @@ class BlurSettings:
             (uniform in pixels) or "log" (uniform in log length: every octave, 2-4 px as much as
             16-32 px, gets the same share, so mild shake, the commonest in photos, is not rare;
             the range must then start above 0).
+        steady_share: the share of pairs whose camera moves steadily (`steady_camera_trajectory`,
+            GoPro-like; a straight smear as in scikit-image's clock photo) instead of shaking
+            (`random_camera_trajectory`, the default for every pair).
     """
 
     num_subframes: int | tuple = (9, 15)
@@ -157,6 +192,7 @@ class BlurSettings:
     blur_pixels: tuple | None = None
     highlight_gain: float | tuple = 1.0
     blur_length_scale: str = "linear"
+    steady_share: float = 0.0
 
     def __post_init__(self):
         for field in dataclasses.fields(self):  # ranges read from JSON/YAML come as lists
@@ -178,6 +214,8 @@ class BlurSettings:
         if self.blur_length_scale not in LENGTH_SCALES:
             raise ValueError(f"blur_length_scale must be one of {LENGTH_SCALES}, got "
                              f"{self.blur_length_scale!r}")
+        if not 0 <= self.steady_share <= 1:
+            raise ValueError(f"steady_share must be in [0, 1], got {self.steady_share!r}")
         lengths = self.blur_pixels if self.blur_pixels is not None else self.blur_extent
         if self.blur_length_scale == "log" and not min(lengths) > 0:
             raise ValueError(f"blur_length_scale='log' needs a length range above 0, got "
@@ -286,6 +324,30 @@ def _source_region(image, output_shape, margin):
     return image[top:top + height + 2 * margin, left:left + width + 2 * margin]
 
 
+def sharp_at_pose(image, output_size, shift, angle=0.0):
+    """The sharp view of `image` from one camera pose, as `synthesize_blur` renders sub-frames.
+
+    `image` and `output_size` are what `synthesize_blur` takes (the output is cut from the centre
+    of `image`); `shift` (dy, dx) pixels and `angle` radians are relative to the label's pose, as
+    a `SyntheticPair`'s `shifts` and `angles` are. At (0, 0) this is the pair's label and at a
+    sub-frame's pose that sub-frame, when the highlights are not boosted (`highlight_gain` 1).
+    At the mean pose it is a perfectly sharp restoration that puts the image at the centre of
+    the smear (`experiments/label_position.py`).
+
+    Returns:
+        float32 (h, w, 3) sRGB in [0, 1].
+    """
+    height, width = output_size
+    shift = np.asarray(shift, np.float64).reshape(1, 2)
+    angle = np.asarray([angle], np.float64)
+    margin = int(math.ceil(np.abs(shift).max() + math.hypot(height, width) / 2 * abs(angle[0]))) + 2
+    region = _source_region(np.asarray(image), (height, width), margin)
+    linear = _SRGB8_TO_LINEAR[region] if region.dtype == np.uint8 else srgb_to_linear(region)
+    planes = np.ascontiguousarray(np.moveaxis(linear, -1, 0)).reshape(3, -1)
+    frame = _warp_subframes(planes, linear.shape[:2], (height, width), shift, angle)[:, 0]
+    return linear_to_srgb(np.ascontiguousarray(frame.T).reshape(height, width, 3))
+
+
 def _jpeg(image, quality):
     buffer = io.BytesIO()
     Image.fromarray(to_uint8(image)).save(buffer, format="JPEG", quality=int(quality))
@@ -318,7 +380,10 @@ def synthesize_blur(image, rng=None, settings=BlurSettings(), *, output_size=Non
     label_index = count // 2 if settings.label == "middle" else int(rng.integers(0, count))
     length = settings.path_length(rng, height, width)
     rotation = math.radians(rng.uniform(0, settings.max_rotation_degrees))
-    shifts, angles = random_camera_trajectory(rng, count, length, rotation)
+    # No draw unless steady motion is asked for, so earlier recipes make the same pairs.
+    steady = settings.steady_share > 0 and rng.random() < settings.steady_share
+    trajectory = steady_camera_trajectory if steady else random_camera_trajectory
+    shifts, angles = trajectory(rng, count, length, rotation)
     shifts, angles = shifts - shifts[label_index], angles - angles[label_index]  # label pose = identity
 
     reach = np.abs(shifts).max() + math.hypot(height, width) / 2 * np.abs(angles).max()
@@ -418,7 +483,7 @@ class SyntheticPairs:
             "builtin:heldout" for those photos alone (no dead leaves), a folder of sharp images, or an object with
             `region(seed, index, height, width)` (see `sources.py`).
         label, num_subframes, blur_extent, max_rotation_degrees, noise_sigma, jpeg_quality,
-        blur_pixels, highlight_gain, blur_length_scale: see `BlurSettings`.
+        blur_pixels, highlight_gain, blur_length_scale, steady_share: see `BlurSettings`.
         source_options: arguments of the built-in source or the folder source
             (`SOURCE_OPTIONS`), e.g. {"dead_leaves_count": 64} for a larger pool of
             dead-leaves images.
@@ -427,14 +492,14 @@ class SyntheticPairs:
     def __init__(self, size=(256, 256), seed=0, source=None, *, label="middle", num_subframes=(9, 15),
                  blur_extent=(0.02, 0.12), max_rotation_degrees=1.0, noise_sigma=0.0, jpeg_quality=None,
                  blur_pixels=None, highlight_gain=1.0, blur_length_scale="linear",
-                 source_options=None):
+                 steady_share=0.0, source_options=None):
         self.size = (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
         if min(self.size) < 1:
             raise ValueError(f"size must be positive, got {size}")
         self.seed = int(seed)
         self.settings = BlurSettings(num_subframes, tuple(blur_extent), max_rotation_degrees, label,
                                      noise_sigma, jpeg_quality, blur_pixels, highlight_gain,
-                                     blur_length_scale)
+                                     blur_length_scale, steady_share)
         self.source = _as_source(source, self.seed, source_options)
 
     def pair(self, index, return_subframes=False):
