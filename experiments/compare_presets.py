@@ -103,25 +103,13 @@ def main():
 
 def _blur_changes(parser, items):
     """{setting: value} from --blur KEY=VALUE items, checked against `BlurSettings`."""
-    import dataclasses
-
     from keras_mhdeblur.commands import CommandError
-    from keras_mhdeblur.commands.train import key_values
-    from keras_mhdeblur.data import BlurSettings
+    from keras_mhdeblur.commands.arguments import blur_changes
 
     try:
-        changes = key_values(items, "--blur", "noise_sigma=0")
+        return blur_changes(items)
     except CommandError as error:
         parser.error(str(error))
-    known = [field.name for field in dataclasses.fields(BlurSettings) if field.name != "label"]
-    for item in items:
-        if item.partition("=")[0].strip() not in known:
-            parser.error(f"--blur {item!r}: not a blur setting; known: {', '.join(known)}")
-    try:
-        BlurSettings(**changes)
-    except (TypeError, ValueError) as error:
-        parser.error(f"--blur: {error}")
-    return changes
 
 
 if __name__ == "__main__":

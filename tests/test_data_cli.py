@@ -67,3 +67,27 @@ def test_make_synthetic_rejects_bad_arguments(tmp_path, capsys):
         error = capsys.readouterr().err
         assert error.startswith("mhdeblur make-synthetic: error:") and message in error, argv
     assert not (tmp_path / "out").exists()
+
+
+def test_make_synthetic_takes_blur_settings_and_names_unknown_ones(tmp_path, capsys):
+    from keras_mhdeblur.data import SyntheticPairs
+    from keras_mhdeblur.data.io import read_image
+
+    blur = ["--blur", "blur_pixels=[4, 8]", "--blur", "steady_share=1", "--blur", "noise_sigma=0"]
+    assert make(tmp_path / "set", "--count", "2", "--seed", "3", *blur) == 0
+    record = json.loads((tmp_path / "set" / "synthetic.json").read_text())
+    assert record["steady_share"] == 1 and record["blur_pixels"] == [4, 8]
+    expected = SyntheticPairs((24, 32), 3, blur_pixels=(4, 8), steady_share=1.0).pair(1)
+    written = find_pairs(tmp_path / "set")[1]
+    np.testing.assert_allclose(read_image(written.blurry), expected.blurry, atol=0.5 / 255 + 1e-6)
+    assert make(tmp_path / "default", "--count", "2", "--seed", "3") == 0
+    assert read_image(find_pairs(tmp_path / "default")[1].blurry).tobytes() != \
+        read_image(written.blurry).tobytes()
+    capsys.readouterr()
+    for flags, message in ((["--blur", "shake=1"], "not a blur setting; known:"),
+                           (["--blur", "steady_share=2"], "steady_share must be in [0, 1]"),
+                           (["--blur", "steady_share"], "expected KEY=VALUE")):
+        assert make(tmp_path / "bad", "--count", "1", *flags) == 1
+        error = capsys.readouterr().err
+        assert error.startswith("mhdeblur make-synthetic: error: --blur") and message in error
+    assert not (tmp_path / "bad").exists()

@@ -50,3 +50,25 @@ def add_inference_arguments(parser):
     parser.add_argument("--self-ensemble", type=int, default=1, metavar="N",
                         help="average the outputs of N flips and transposes of each image: 1, 2, "
                         "4 or 8 (N times the time; docs/presets.md, 'Self-ensemble'; default 1)")
+
+
+def blur_changes(items, flag="--blur"):
+    """{setting: value} from repeated KEY=VALUE arguments (JSON or YAML values, e.g.
+    steady_share=0.5, blur_pixels=[1,32], jpeg_quality=null), checked against
+    `data.BlurSettings`; a `CommandError` names the flag, the item and what is known."""
+    import dataclasses
+
+    from keras_mhdeblur.commands import CommandError
+    from keras_mhdeblur.commands.train import key_values
+    from keras_mhdeblur.data import BlurSettings
+
+    changes = key_values(items, flag, "steady_share=0.5")
+    known = [field.name for field in dataclasses.fields(BlurSettings) if field.name != "label"]
+    for item in items:
+        if item.partition("=")[0].strip() not in known:
+            raise CommandError(f"{flag} {item!r}: not a blur setting; known: {', '.join(known)}")
+    try:
+        BlurSettings(**changes)
+    except (TypeError, ValueError) as error:
+        raise CommandError(f"{flag}: {error}") from None
+    return changes

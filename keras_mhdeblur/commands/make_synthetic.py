@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 from keras_mhdeblur.commands import CommandError, reports_errors
-from keras_mhdeblur.commands.arguments import image_size, positive_int
+from keras_mhdeblur.commands.arguments import blur_changes, image_size, positive_int
 
 
 def register(subparsers):
@@ -23,6 +23,10 @@ def register(subparsers):
                         help="seed; the same seed writes the same set (default 1)")
     parser.add_argument("--label", choices=("middle", "random"), default="middle",
                         help="sharp label: the middle sub-frame (GoPro, default) or a random one")
+    parser.add_argument("--blur", action="append", default=[], metavar="KEY=VALUE",
+                        help="a blur setting (data.BlurSettings; repeat for several), e.g. "
+                        "blur_pixels=[1,32], steady_share=0.5, noise_sigma=[0,0.01], "
+                        "jpeg_quality=[75,95]; the recipes' synthetic-blur keys")
     parser.add_argument("--source", metavar="DIR", default=None,
                         help="folder of sharp images (default: built-in dead leaves + bundled "
                         "photos)")
@@ -40,9 +44,11 @@ def make_synthetic_command(args):
         raise CommandError(f"--source {args.source}: not a folder of sharp images")
     if Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
         raise CommandError(f"OUT_DIR {args.out_dir}: exists and is not a folder")
+    blur = blur_changes(args.blur)
     start = time.perf_counter()
     pairs = write_synthetic_set(args.out_dir, args.count, args.size, args.seed, args.source,
-                                overwrite=args.overwrite, workers=args.workers, label=args.label)
+                                overwrite=args.overwrite, workers=args.workers, label=args.label,
+                                **blur)
     height, width = args.size
     print(f"wrote {len(pairs)} pairs of {height}x{width} (seed {args.seed}, label {args.label}) to "
           f"{os.path.join(args.out_dir, 'input')} and {os.path.join(args.out_dir, 'target')} "
