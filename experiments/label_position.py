@@ -38,11 +38,10 @@ def octave_figures(recipe, low, high, steady_share, count, size, seed):
     blur = {**octave_recipe(recipe, low, high)["synthetic_blur"], "steady_share": steady_share}
     stream = SyntheticPairs(size, seed=seed, source="builtin:heldout",
                             label=recipe.get("synthetic_label", "middle"), **blur)
-    margin = stream.settings.margin(size, size)
     rows = []
     for index in range(count):
         pair = stream.pair(index)
-        region = stream.source.region(stream.seed, index, size + 2 * margin, size + 2 * margin)
+        region = stream.source_region(index)
         mean_shift, mean_angle = pair.shifts.mean(axis=0), float(pair.angles.mean())
         # The label rendered the same way (no boosted highlights), so that only the pose differs.
         label = sharp_at_pose(region, (size, size), (0.0, 0.0), 0.0)

@@ -1,7 +1,9 @@
 """Argument types and the flags several commands share, in one place the commands import."""
 
 import argparse
+import json
 
+from keras_mhdeblur.commands import CommandError
 from keras_mhdeblur.utils.sizes import parse_size
 
 
@@ -52,14 +54,37 @@ def add_inference_arguments(parser):
                         "4 or 8 (N times the time; docs/presets.md, 'Self-ensemble'; default 1)")
 
 
+def _parse_value(text):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    if "," in text:
+        try:
+            return [int(part) for part in text.split(",")]
+        except ValueError:
+            pass
+    return text
+
+
+def key_values(items, flag="--override", example="enc_blocks=1,1"):
+    """{key: value} from repeated KEY=VALUE arguments of `flag`; a value is JSON (0, null,
+    [1, 2]) or comma-separated integers, else the text."""
+    values = {}
+    for item in items:
+        key, separator, value = item.partition("=")
+        if not separator or not key:
+            raise CommandError(f"{flag} {item!r}: expected KEY=VALUE, e.g. {example}")
+        values[key.strip()] = _parse_value(value.strip())
+    return values
+
+
 def blur_changes(items, flag="--blur"):
-    """{setting: value} from repeated KEY=VALUE arguments (JSON or YAML values, e.g.
-    steady_share=0.5, blur_pixels=[1,32], jpeg_quality=null), checked against
-    `data.BlurSettings`; a `CommandError` names the flag, the item and what is known."""
+    """{setting: value} from repeated KEY=VALUE arguments (`key_values`, e.g. steady_share=0.5,
+    blur_pixels=[1,32], jpeg_quality=null), checked against `data.BlurSettings`; a
+    `CommandError` names the flag, the item and the known settings."""
     import dataclasses
 
-    from keras_mhdeblur.commands import CommandError
-    from keras_mhdeblur.commands.train import key_values
     from keras_mhdeblur.data import BlurSettings
 
     changes = key_values(items, flag, "steady_share=0.5")

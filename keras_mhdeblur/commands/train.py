@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from keras_mhdeblur.commands import CommandError, reports_errors
+from keras_mhdeblur.commands.arguments import key_values
 
 # Options of the run itself, not of the model or the data: they never go into config.json.
 RUN_OPTIONS = ("out", "resume", "overwrite", "stop_at", "config", "pipeline", "data_workers")
@@ -115,31 +116,6 @@ def register(subparsers):
                            help="a process silent this long counts as dead and the others stop "
                            "(default 60)")
     parser.set_defaults(func=train_command)
-
-
-def _parse_value(text):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        pass
-    if "," in text:
-        try:
-            return [int(part) for part in text.split(",")]
-        except ValueError:
-            pass
-    return text
-
-
-def key_values(items, flag="--override", example="enc_blocks=1,1"):
-    """{key: value} from repeated KEY=VALUE arguments of `flag`; a value is JSON (0, null,
-    [1, 2]) or comma-separated integers, else the text."""
-    values = {}
-    for item in items:
-        key, separator, value = item.partition("=")
-        if not separator or not key:
-            raise CommandError(f"{flag} {item!r}: expected KEY=VALUE, e.g. {example}")
-        values[key.strip()] = _parse_value(value.strip())
-    return values
 
 
 def read_config_file(path):

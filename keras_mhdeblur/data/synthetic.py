@@ -103,17 +103,25 @@ def random_camera_trajectory(rng, num_subframes, length, rotation, *, steps=64, 
         velocity = decay @ kicks + rng.normal(size=dimensions) * drift
         return np.concatenate([np.zeros((1, dimensions)), np.cumsum(velocity, axis=0)])
 
-    path = walk(2)
-    travelled = np.sum(np.linalg.norm(np.diff(path, axis=0), axis=1))
-    path = path * (length / travelled) if travelled > 0 else path * 0
+    path = _scaled_to_length(walk(2), length)
     spin = walk(1)[:, 0]
     spread = np.ptp(spin)
     spin = spin * (rotation / spread) if spread > 0 else spin * 0
+    return _at_subframes(path, num_subframes), _at_subframes(spin[:, None], num_subframes)[:, 0]
 
-    times = np.linspace(0, steps, num_subframes)
-    grid = np.arange(steps + 1)
-    shifts = np.stack([np.interp(times, grid, path[:, 0]), np.interp(times, grid, path[:, 1])], axis=1)
-    return shifts, np.interp(times, grid, spin)
+
+def _scaled_to_length(path, length):
+    """A (T + 1, 2) path scaled to `length` pixels of travel (a still camera for 0)."""
+    travelled = np.sum(np.linalg.norm(np.diff(path, axis=0), axis=1))
+    return path * (length / travelled) if travelled > 0 else path * 0
+
+
+def _at_subframes(values, num_subframes):
+    """(T + 1, D) values at time steps 0..T -> (N, D) at N equal times from 0 to T (the
+    sub-frames of one exposure), linearly interpolated."""
+    grid = np.arange(len(values))
+    times = np.linspace(0, len(values) - 1, num_subframes)
+    return np.stack([np.interp(times, grid, column) for column in values.T], axis=1)
 
 
 def steady_camera_trajectory(rng, num_subframes, length, rotation, *, max_turn_degrees=30.0,
@@ -131,19 +139,16 @@ def steady_camera_trajectory(rng, num_subframes, length, rotation, *, max_turn_d
 
     Args and returns: as `random_camera_trajectory`.
     """
+    progress = np.linspace(0, 1, steps + 1)  # time through the exposure
     heading = rng.uniform(0, 2 * math.pi) + math.radians(
-        rng.uniform(-max_turn_degrees, max_turn_degrees)) * np.linspace(0, 1, steps + 1)
-    speed = 1 + (rng.uniform(1 - speed_change, 1 + speed_change) - 1) * np.linspace(0, 1, steps + 1)
+        rng.uniform(-max_turn_degrees, max_turn_degrees)) * progress
+    speed = 1 + (rng.uniform(1 - speed_change, 1 + speed_change) - 1) * progress
     velocity = np.stack([np.sin(heading), np.cos(heading)], axis=1) * speed[:, None]
-    # Trapezoidal integration of the velocity over the time steps.
+    # Trapezoidal integration of the velocity over the time steps (its scale goes with the length).
     path = np.concatenate([np.zeros((1, 2)), np.cumsum(velocity[1:] + velocity[:-1], axis=0)])
-    travelled = np.sum(np.linalg.norm(np.diff(path, axis=0), axis=1))
-    path = path * (length / travelled)
-    times = np.linspace(0, steps, num_subframes)
-    grid = np.arange(steps + 1)
-    shifts = np.stack([np.interp(times, grid, path[:, 0]), np.interp(times, grid, path[:, 1])], axis=1)
-    angles = rotation * (times / steps - 0.5) * rng.choice([-1.0, 1.0])
-    return shifts, angles
+    spin = rotation * (progress - 0.5) * rng.choice([-1.0, 1.0])
+    return (_at_subframes(_scaled_to_length(path, length), num_subframes),
+            _at_subframes(spin[:, None], num_subframes)[:, 0])
 
 
 def _draw(rng, value, integer=False):
@@ -311,6 +316,11 @@ def _warp_subframes(planes, region_shape, output_shape, shifts, angles):
     return frames
 
 
+def _linear_light(region):
+    """sRGB (uint8 through an exact table, or float in [0, 1]) -> linear light."""
+    return _SRGB8_TO_LINEAR[region] if region.dtype == np.uint8 else srgb_to_linear(region)
+
+
 def _source_region(image, output_shape, margin):
     """The output-centred (h + 2 margin, w + 2 margin) region of `image`, mirrored where short."""
     height, width = output_shape
@@ -341,8 +351,7 @@ def sharp_at_pose(image, output_size, shift, angle=0.0):
     shift = np.asarray(shift, np.float64).reshape(1, 2)
     angle = np.asarray([angle], np.float64)
     margin = int(math.ceil(np.abs(shift).max() + math.hypot(height, width) / 2 * abs(angle[0]))) + 2
-    region = _source_region(np.asarray(image), (height, width), margin)
-    linear = _SRGB8_TO_LINEAR[region] if region.dtype == np.uint8 else srgb_to_linear(region)
+    linear = _linear_light(_source_region(np.asarray(image), (height, width), margin))
     planes = np.ascontiguousarray(np.moveaxis(linear, -1, 0)).reshape(3, -1)
     frame = _warp_subframes(planes, linear.shape[:2], (height, width), shift, angle)[:, 0]
     return linear_to_srgb(np.ascontiguousarray(frame.T).reshape(height, width, 3))
@@ -388,11 +397,7 @@ def synthesize_blur(image, rng=None, settings=BlurSettings(), *, output_size=Non
 
     reach = np.abs(shifts).max() + math.hypot(height, width) / 2 * np.abs(angles).max()
     margin = int(math.ceil(reach)) + 2
-    region = _source_region(image, (height, width), margin)
-    if region.dtype == np.uint8:
-        linear = _SRGB8_TO_LINEAR[region]
-    else:
-        linear = srgb_to_linear(region)
+    linear = _linear_light(_source_region(image, (height, width), margin))
     gain = _draw(rng, settings.highlight_gain) if settings.highlight_gain != 1.0 else 1.0
     if gain != 1.0:
         linear = boost_highlights(linear, gain)
@@ -502,11 +507,17 @@ class SyntheticPairs:
                                      blur_length_scale, steady_share)
         self.source = _as_source(source, self.seed, source_options)
 
-    def pair(self, index, return_subframes=False):
-        """Stream pair `index` as a `SyntheticPair`; `pair(i)[:2]` is (blurry, sharp)."""
+    def source_region(self, index):
+        """The sharp image pair `index` is made from: the output region at its centre, with
+        the margin the blur reaches into around it (what `synthesize_blur` and `sharp_at_pose`
+        take)."""
         height, width = self.size
         margin = self.settings.margin(height, width)
-        region = self.source.region(self.seed, int(index), height + 2 * margin, width + 2 * margin)
+        return self.source.region(self.seed, int(index), height + 2 * margin, width + 2 * margin)
+
+    def pair(self, index, return_subframes=False):
+        """Stream pair `index` as a `SyntheticPair`; `pair(i)[:2]` is (blurry, sharp)."""
+        region = self.source_region(index)
         return synthesize_blur(region, np.random.default_rng([self.seed, int(index)]), self.settings,
                                output_size=self.size, return_subframes=return_subframes)
 
