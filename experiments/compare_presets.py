@@ -20,6 +20,11 @@ a preset on pairs without noise, JPEG or clipped highlights (other draws, so oth
     python experiments/compare_presets.py nafnet-w16-mh4 --blur noise_sigma=0 \
         --blur jpeg_quality=null --blur highlight_gain=1
 
+`--longest 64` reads octaves up to 64 px instead of the recipes' 32 (32-64 px is a smear as
+long as the clock photo's); give such long paths enough sub-frames to smear, not ghost:
+
+    python experiments/compare_presets.py nafnet-w16-mh4 --longest 64 --blur num_subframes=[17,49]
+
 `--self-ensemble 8` restores every input through its flips and transposes and averages them
 (`inference.restore`), to read what the self-ensemble adds to a preset.
 """
@@ -27,6 +32,8 @@ a preset on pairs without noise, JPEG or clipped highlights (other draws, so oth
 import argparse
 import json
 from pathlib import Path
+
+from keras_mhdeblur.presets.measure import BLUR_OCTAVES, octaves_up_to
 
 # Sharp images to measure on: (source, source_options) of `presets.held_out_pairs_for_recipe`.
 SOURCES = {
@@ -53,8 +60,14 @@ def main():
     parser.add_argument("--blur", action="append", default=[], metavar="KEY=VALUE",
                         help="change a blur setting of every recipe (JSON value, e.g. "
                              "noise_sigma=0, jpeg_quality=null); repeat for several")
+    parser.add_argument("--longest", type=int, default=BLUR_OCTAVES[-1][1], metavar="PX",
+                        help="the per-octave tables double the shake length from 1 px up to "
+                             f"PX (a power of two; default {BLUR_OCTAVES[-1][1]})")
     parser.add_argument("--out", help="also write the figures to this JSON file")
     args = parser.parse_args()
+    octaves = octaves_up_to(args.longest)
+    if octaves is None:
+        parser.error(f"--longest: expected a power of two of at least 2 px, got {args.longest}")
     sources = args.sources.split(",")
     unknown = [name for name in sources if name not in SOURCES]
     if unknown:
@@ -76,13 +89,13 @@ def main():
         results[str(name)] = {"held_out": {}}
         for source in sources:
             image_source, options = SOURCES[source]
-            octaves = by_blur_length(model, recipes[str(args.presets[0])], args.per_octave,
-                                     self_ensemble=args.self_ensemble, source=image_source,
-                                     source_options=options)
+            rows = by_blur_length(model, recipes[str(args.presets[0])], args.per_octave,
+                                  octaves=octaves, self_ensemble=args.self_ensemble,
+                                  source=image_source, source_options=options)
             print(f"{name}, {args.per_octave} pairs of {source} per octave of shake length:\n"
-                  f"{blur_length_table(octaves)}")
+                  f"{blur_length_table(rows)}")
             key = "by_blur_length" if source == "heldout" else f"by_blur_length_{source}"
-            results[str(name)][key] = octaves
+            results[str(name)][key] = rows
         for recipe_of, recipe in recipes.items():
             figures = held_out_figures(model, held_out_pairs_for_recipe(recipe, args.pairs),
                                        args.self_ensemble)

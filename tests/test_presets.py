@@ -271,7 +271,8 @@ def test_every_recipe_in_presets_is_a_valid_training_config_of_the_same_network(
 
 def test_compare_presets_reads_a_preset_on_changed_blur(tmp_path, monkeypatch, capsys):
     """experiments/compare_presets.py --blur measures on pairs of the changed blur (here with no
-    noise, JPEG or clipping), and a setting it does not know is an error naming it."""
+    noise, JPEG or clipping), and a setting it does not know is an error naming it; --longest
+    sets the octaves."""
     import copy
     import runpy
     import sys
@@ -285,14 +286,20 @@ def test_compare_presets_reads_a_preset_on_changed_blur(tmp_path, monkeypatch, c
     with pytest.raises(SystemExit) as error:
         runpy.run_path(script, run_name="__main__")
     assert error.value.code == 2 and "--blur 'noise=0'" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", [script, DEFAULT_PRESET, "--longest", "48"])
+    with pytest.raises(SystemExit) as error:
+        runpy.run_path(script, run_name="__main__")
+    assert error.value.code == 2 and "power of two" in capsys.readouterr().err
 
     changes = {"noise_sigma": 0, "jpeg_quality": None, "highlight_gain": 1}
     out = tmp_path / "compare.json"
     blur = [arg for key, value in changes.items() for arg in ("--blur", f"{key}={json.dumps(value)}")]
     monkeypatch.setattr(sys, "argv", [script, DEFAULT_PRESET, "--pairs", "2", "--per-octave", "1",
-                                      *blur, "--out", str(out)])
+                                      "--longest", "4", *blur, "--out", str(out)])
     runpy.run_path(script, run_name="__main__")
-    measured = json.loads(out.read_text())[DEFAULT_PRESET]["held_out"][DEFAULT_PRESET]
+    written = json.loads(out.read_text())[DEFAULT_PRESET]
+    assert [row["blur_pixels"] for row in written["by_blur_length"]] == [[1, 2], [2, 4]]
+    measured = written["held_out"][DEFAULT_PRESET]
 
     recipe = preset_metadata(DEFAULT_PRESET)["training"]["recipe"]
     changed = copy.deepcopy(recipe)
@@ -321,3 +328,24 @@ def test_label_position_finds_the_label_off_the_centre_of_a_shake_and_at_that_of
     for blurry, centred, offset in (shake, steady):
         assert centred > blurry and 0 < offset < 16
     assert steady[2] < 0.5 * shake[2] and steady[1] - steady[0] > shake[1] - shake[0] + 3
+
+
+def test_clock_edges_reads_the_length_of_a_horizontal_smear():
+    """experiments/clock_edges.py: a bright disc-like band on a wall, smeared horizontally by a
+    box of L pixels, rises from 10% to 90% over about 0.8 L; unsmeared, over a pixel or two."""
+    import runpy
+
+    from helpers import REPO_ROOT
+
+    edge_rises = runpy.run_path(str(REPO_ROOT / "experiments" / "clock_edges.py"))["edge_rises"]
+    photo = np.full((300, 400), 0.5)
+    photo[:, 140:260] = 0.9  # the face between the rims, as wide as the clock's
+    rises = edge_rises(photo)
+    assert rises["left"] <= 2 and rises["right"] <= 2
+    for length in (20, 40):
+        smeared = np.stack([np.convolve(row, np.ones(length) / length, mode="same")
+                            for row in photo])
+        rises = edge_rises(smeared)
+        assert abs(rises["left"] - 0.8 * length) <= 2 and abs(rises["right"] - 0.8 * length) <= 2
+        half = smeared[::2, ::2]  # the same smear at half scale: half the pixels
+        assert abs(edge_rises(half, 0.5)["left"] - 0.4 * length) <= 2

@@ -111,6 +111,14 @@ def held_out_figures(model, pairs, self_ensemble=1):
 BLUR_OCTAVES = ((1, 2), (2, 4), (4, 8), (8, 16), (16, 32))
 
 
+def octaves_up_to(longest):
+    """The octaves (1, 2), (2, 4), ... up to `longest` pixels, or None unless `longest` is a
+    power of two of at least 2."""
+    if longest < 2 or longest & (longest - 1):
+        return None
+    return tuple((2 ** power, 2 ** (power + 1)) for power in range(longest.bit_length() - 1))
+
+
 def octave_recipe(recipe, low, high):
     """`recipe` (a `TrainConfig` dict) with its shake length drawn uniformly in [low, high]
     pixels, everything else of its blur kept: the pairs of one row of `by_blur_length`."""
