@@ -150,7 +150,7 @@ def show_preset(out_dir, preset="default", quick=False, log=print):
     from keras_mhdeblur.data.io import write_png
     from keras_mhdeblur.data.sources import bundled_blurry_photo_paths
     from keras_mhdeblur.presets import (default_preset, from_preset, held_out_pairs,
-                                        preset_metadata)
+                                        preset_metadata, shipped_presets)
     from keras_mhdeblur.presets.measure import (figures_table, held_out_figures, photo_figures,
                                                 showcase_sheet)
 
@@ -177,6 +177,10 @@ def show_preset(out_dir, preset="default", quick=False, log=print):
             f"{record['colour_cast_levels']:.2f} levels, channel shifts "
             f"{' '.join(f'{v:+.2f}' for v in record['channel_shift_levels'])}")
     log(f"side by side at 1:1: {Path(out_dir) / 'preset_sheet.png'} ({seconds:.0f} s)")
+    others = [other for other in shipped_presets() if other != name]
+    if others:
+        log(f"also shipped: {', '.join(others)} (`mhdeblur presets` says what each is for; "
+            "`mhdeblur deblur PHOTO --model NAME` uses one)")
     return {"name": name, "held_out": figures, "photos": photos, "seconds": round(seconds, 1)}
 
 

@@ -28,6 +28,8 @@ def test_demo_quick(tmp_path, capsys):
     preset = results["preset"]
     assert preset["held_out"]["pairs"] == 2 and preset["photos"][0]["width"] == 400
     assert (out / "preset_sheet.png").stat().st_size > 0
+    # It names the other shipped presets, e.g. the one for long smears, and how to use them.
+    assert "also shipped: nafnet-w16-mh4-long" in printed
     assert results["multi_head"]["num_outputs"] == 10 and results["single_head"]["num_outputs"] == 1
     assert sum(results["multi_head"]["wins_psnr"]) == results["multi_head"]["num_images"]
     multi = load_model(out / "multi_head.keras", compile=False)
