@@ -16,7 +16,6 @@ output, and writes OUT/clock_SCALE.png: the input and every model's output side 
 """
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +72,7 @@ def main():
 
     from keras_mhdeblur.presets.measure import channel_shift, colour_cast, restore_shipped
     from keras_mhdeblur.saving import load_model
+    from keras_mhdeblur.utils.files import write_json
     from keras_mhdeblur.visualize import contact_sheet
 
     paths = [path for path in bundled_blurry_photo_paths() if path.name == "clock_motion.png"]
@@ -109,9 +109,7 @@ def main():
             write_png(Path(args.out) / f"clock_{scale:g}.png", sheet)
     if args.out:
         out = Path(args.out) / "clock.json"
-        temporary = out.with_name(f".{out.name}.tmp")
-        temporary.write_text(json.dumps(results, indent=2) + "\n")
-        temporary.replace(out)
+        write_json(out, results)
         print(f"wrote {out.parent}/clock_*.png and {out}")
 
 

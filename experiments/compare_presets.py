@@ -30,8 +30,6 @@ long as the clock photo's); give such long paths enough sub-frames to smear, not
 """
 
 import argparse
-import json
-from pathlib import Path
 
 from keras_mhdeblur.presets.measure import BLUR_OCTAVES, octaves_up_to
 
@@ -75,6 +73,7 @@ def main():
 
     from keras_mhdeblur.presets import from_preset, held_out_pairs_for_recipe, preset_metadata
     from keras_mhdeblur.presets.measure import blur_length_table, by_blur_length, held_out_figures
+    from keras_mhdeblur.utils.files import write_json
 
     recipes = {str(name): preset_metadata(name)["training"]["recipe"] for name in args.presets}
     changes = _blur_changes(parser, args.blur)
@@ -106,12 +105,8 @@ def main():
                   f"brightness {figures['mean_brightness_shift_levels']:+.2f} levels (sharp "
                   f"{figures['target_brightness_shift_levels']:+.2f})")
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        temporary = out.with_name(f".{out.name}.tmp")
-        temporary.write_text(json.dumps(results, indent=2, default=float) + "\n")
-        temporary.replace(out)
-        print(f"wrote {out}")
+        write_json(args.out, results)
+        print(f"wrote {args.out}")
 
 
 def _blur_changes(parser, items):

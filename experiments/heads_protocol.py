@@ -39,7 +39,7 @@ import numpy as np
 
 from keras_mhdeblur.demo import DEMO_MODEL
 from keras_mhdeblur.evaluation import evaluate_inputs, evaluate_model, select_best_head
-from keras_mhdeblur.heads import output_pairs, physical_head_outputs
+from keras_mhdeblur.heads import physical_head_outputs
 from keras_mhdeblur.inference import restore
 from keras_mhdeblur.saving import load_model, save_model
 from keras_mhdeblur.utils.files import write_json

@@ -20,7 +20,6 @@ docs/presets.md, "Where the label sits in the smear", reads the figures.
 """
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np

@@ -13,8 +13,6 @@ the heads are from the single answer a user wants
 """
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 
@@ -37,6 +35,7 @@ def main():
     from keras_mhdeblur.heads import physical_head_outputs
     from keras_mhdeblur.presets import from_preset, held_out_pairs_for_recipe, preset_metadata
     from keras_mhdeblur.presets.measure import BLUR_OCTAVES, octave_recipe
+    from keras_mhdeblur.utils.files import write_json
 
     model = from_preset(args.preset)
     if model.num_outputs < 2:
@@ -68,12 +67,8 @@ def main():
               + " ".join(f"{gain:+.2f}" for gain in gains)
               + f" | mean of heads {row['mean_of_heads_gain_db']:+.2f}", flush=True)
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        temporary = out.with_name(f".{out.name}.tmp")
-        temporary.write_text(json.dumps(rows, indent=2) + "\n")
-        temporary.replace(out)
-        print(f"wrote {out}")
+        write_json(args.out, rows)
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

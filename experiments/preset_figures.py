@@ -14,14 +14,13 @@ Prints and writes (OUT/figures.json, OUT/*.png):
 """
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from keras_mhdeblur.commands.arguments import positive_int
 
 
 def parse():
@@ -29,11 +28,11 @@ def parse():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("preset", help="preset name or folder")
     parser.add_argument("--out", required=True, help="folder for figures.json and the sheets")
-    parser.add_argument("--pairs", type=int, default=32, help="held-out pairs (default 32)")
-    parser.add_argument("--per-octave", type=int, default=16,
+    parser.add_argument("--pairs", type=positive_int, default=32, help="held-out pairs (default 32)")
+    parser.add_argument("--per-octave", type=positive_int, default=16,
                         help="held-out pairs per octave of shake length (default 16)")
-    parser.add_argument("--large", type=int, default=4, help="large held-out pairs for TLC")
-    parser.add_argument("--large-size", type=int, default=512)
+    parser.add_argument("--large", type=positive_int, default=4, help="large held-out pairs for TLC")
+    parser.add_argument("--large-size", type=positive_int, default=512)
     return parser.parse_args()
 
 
@@ -55,6 +54,7 @@ def main():
     from keras_mhdeblur.data.sources import bundled_blurry_photo_paths
     from keras_mhdeblur.models.surgery import with_tlc
     from keras_mhdeblur.presets import from_preset, held_out_pairs, preset_metadata
+    from keras_mhdeblur.utils.files import write_json
     from keras_mhdeblur.presets.measure import (blur_length_table, by_blur_length, figures_table,
                                                 held_out_figures, photo_figures, showcase_sheet)
 
@@ -111,9 +111,7 @@ def main():
     print(f"mhdeblur deblur on 1280x720: {photo_seconds:.1f} s for the photo, {wall:.1f} s for "
           "the whole command (start-up and model loading included)")
 
-    temporary = out / ".figures.json.tmp"
-    temporary.write_text(json.dumps(results, indent=2, default=float) + "\n")
-    temporary.replace(out / "figures.json")
+    write_json(out / "figures.json", results)
     print(f"wrote {out / 'figures.json'}, {out / 'held_out.png'}, {out / 'real_photo.png'}")
 
 

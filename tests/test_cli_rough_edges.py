@@ -149,3 +149,16 @@ def test_the_terminal_progress_bar_ends_on_the_mean(capsys):
         bar.add(value)
     shown = capsys.readouterr().out
     assert shown.rstrip().endswith("best_psnr: 21.0000"), shown[-80:]
+
+
+def test_json_results_take_numpy_numbers_and_infinite_psnr(tmp_path):
+    """Every results file goes through utils.files.write_json: NumPy scalars (float32 figures)
+    become numbers, an infinite PSNR (an output equal to its reference) null."""
+    from keras_mhdeblur.utils.files import write_json
+
+    out = tmp_path / "deep" / "figures.json"
+    write_json(out, {"psnr": np.float32(28.5), "count": np.int64(3),
+                     "per_pair": [np.float64(np.inf), 30.0], "mean": np.array(2.0)})
+    assert json.loads(out.read_text()) == {"psnr": 28.5, "count": 3, "per_pair": [None, 30.0],
+                                           "mean": 2.0}
+    assert [path.name for path in out.parent.iterdir()] == ["figures.json"]  # no temporary left

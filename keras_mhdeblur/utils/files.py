@@ -63,7 +63,10 @@ def write_json(path, value):
 
 
 def _finite(value):
-    """JSON has no infinity (an output equal to its reference has infinite PSNR): -> None."""
+    """JSON has no infinity (an output equal to its reference has infinite PSNR): -> None.
+    NumPy scalars become Python numbers first."""
+    if getattr(value, "shape", None) == () and hasattr(value, "item"):
+        value = value.item()
     if isinstance(value, dict):
         return {key: _finite(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
