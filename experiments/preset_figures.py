@@ -28,10 +28,12 @@ def parse():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("preset", help="preset name or folder")
     parser.add_argument("--out", required=True, help="folder for figures.json and the sheets")
-    parser.add_argument("--pairs", type=positive_int, default=32, help="held-out pairs (default 32)")
+    parser.add_argument("--pairs", type=positive_int, default=32,
+                        help="held-out pairs (default 32)")
     parser.add_argument("--per-octave", type=positive_int, default=16,
                         help="held-out pairs per octave of shake length (default 16)")
-    parser.add_argument("--large", type=positive_int, default=4, help="large held-out pairs for TLC")
+    parser.add_argument("--large", type=positive_int, default=4,
+                        help="large held-out pairs for TLC")
     parser.add_argument("--large-size", type=positive_int, default=512)
     return parser.parse_args()
 
@@ -54,9 +56,9 @@ def main():
     from keras_mhdeblur.data.sources import bundled_blurry_photo_paths
     from keras_mhdeblur.models.surgery import with_tlc
     from keras_mhdeblur.presets import from_preset, held_out_pairs, preset_metadata
-    from keras_mhdeblur.utils.files import write_json
     from keras_mhdeblur.presets.measure import (blur_length_table, by_blur_length, figures_table,
                                                 held_out_figures, photo_figures, showcase_sheet)
+    from keras_mhdeblur.utils.files import write_json
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
