@@ -349,3 +349,48 @@ def test_clock_edges_reads_the_length_of_a_horizontal_smear():
         assert abs(rises["left"] - 0.8 * length) <= 2 and abs(rises["right"] - 0.8 * length) <= 2
         half = smeared[::2, ::2]  # the same smear at half scale: half the pixels
         assert abs(edge_rises(half, 0.5)["left"] - 0.4 * length) <= 2
+
+
+def test_outputs_by_blur_length_reads_every_output_and_the_mean_of_the_heads(tmp_path, monkeypatch,
+                                                                             capsys):
+    """experiments/outputs_by_blur_length.py: per octave (up to --longest), the gain of every
+    output over the input and that of the mean of the physical heads, as measured directly."""
+    import runpy
+    import sys
+
+    from helpers import REPO_ROOT
+    from keras_mhdeblur.data.io import to_uint8
+    from keras_mhdeblur.evaluation import psnr_uint8
+    from keras_mhdeblur.heads import physical_head_outputs
+    from keras_mhdeblur.presets import (DEFAULT_PRESET, from_preset, held_out_pairs_for_recipe,
+                                        preset_metadata)
+    from keras_mhdeblur.presets.measure import octave_recipe
+
+    script = str(REPO_ROOT / "experiments" / "outputs_by_blur_length.py")
+    monkeypatch.setattr(sys, "argv", [script, DEFAULT_PRESET, "--longest", "48"])
+    with pytest.raises(SystemExit) as error:
+        runpy.run_path(script, run_name="__main__")
+    assert error.value.code == 2 and "power of two" in capsys.readouterr().err
+
+    out = tmp_path / "outputs.json"
+    monkeypatch.setattr(sys, "argv", [script, DEFAULT_PRESET, "--per-octave", "1", "--longest",
+                                      "4", "--out", str(out)])
+    runpy.run_path(script, run_name="__main__")
+    rows = json.loads(out.read_text())
+    assert [row["blur_pixels"] for row in rows] == [[1, 2], [2, 4]]
+
+    model = from_preset(DEFAULT_PRESET)
+    recipe = preset_metadata(DEFAULT_PRESET)["training"]["recipe"]
+    heads = physical_head_outputs(model.heads, model.combine_heads)
+    for row in rows:
+        [(_, blurry, sharp)] = held_out_pairs_for_recipe(octave_recipe(recipe, *row["blur_pixels"]),
+                                                         1)
+        outputs = np.asarray(model.predict(blurry[None], verbose=0))[0]
+        input_psnr = psnr_uint8(to_uint8(blurry), to_uint8(sharp))
+        gains = [psnr_uint8(to_uint8(output), to_uint8(sharp)) - input_psnr for output in outputs]
+        mean = np.mean(outputs[heads], axis=0)
+        assert row["input_psnr"] == pytest.approx(input_psnr, abs=1e-6)
+        assert row["output_gains_db"] == pytest.approx(gains, abs=0.02)
+        assert row["mean_of_heads_gain_db"] == pytest.approx(
+            psnr_uint8(to_uint8(mean), to_uint8(sharp)) - input_psnr, abs=0.02)
+        assert len(set(np.round(gains, 3))) > 1  # the outputs differ: each is read on its own
