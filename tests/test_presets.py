@@ -394,3 +394,38 @@ def test_outputs_by_blur_length_reads_every_output_and_the_mean_of_the_heads(tmp
         assert row["mean_of_heads_gain_db"] == pytest.approx(
             psnr_uint8(to_uint8(mean), to_uint8(sharp)) - input_psnr, abs=0.02)
         assert len(set(np.round(gains, 3))) > 1  # the outputs differ: each is read on its own
+
+
+def test_preset_figures_reproduces_the_stored_figures_and_times_a_720p_deblur(tmp_path,
+                                                                             monkeypatch):
+    """experiments/preset_figures.py: its held-out pairs are the preset's stored ones (the same
+    PSNR), one row per octave, the real photo's shift and sheets, and a timed 1280x720 deblur
+    through the CLI; a count that is not positive is an error, not a traceback."""
+    import runpy
+    import sys
+
+    from helpers import REPO_ROOT
+    from keras_mhdeblur.presets import DEFAULT_PRESET, preset_metadata
+
+    script = str(REPO_ROOT / "experiments" / "preset_figures.py")
+    monkeypatch.setattr(sys, "argv", [script, DEFAULT_PRESET, "--out", str(tmp_path), "--large",
+                                      "0"])
+    with pytest.raises(SystemExit) as error:
+        runpy.run_path(script, run_name="__main__")
+    assert error.value.code == 2
+
+    out = tmp_path / "figures"
+    monkeypatch.setattr(sys, "argv", [script, DEFAULT_PRESET, "--out", str(out), "--pairs", "2",
+                                      "--per-octave", "1", "--large", "1", "--large-size", "96"])
+    runpy.run_path(script, run_name="__main__")
+    figures = json.loads((out / "figures.json").read_text())
+    stored = preset_metadata(DEFAULT_PRESET)["measured"]["held_out"]
+    np.testing.assert_allclose(figures["held_out"]["shipped_psnr_per_pair"],
+                               stored["shipped_psnr_per_pair"][:2], atol=1e-3)
+    assert len(figures["by_blur_length"]) == 5
+    assert set(figures["large"]) == {"size", "whole_image", "tlc"}
+    [photo] = figures["real_photos"]
+    assert photo["photo"] == "clock_motion.png" and max(map(abs, photo["channel_shift_levels"])) < 1
+    timing = figures["deblur_1280x720"]
+    assert 0 < timing["photo_seconds"] < timing["command_seconds"]
+    assert (out / "held_out.png").is_file() and (out / "real_photo.png").is_file()
