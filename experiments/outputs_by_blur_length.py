@@ -17,6 +17,8 @@ import argparse
 
 import numpy as np
 
+from keras_mhdeblur.presets.measure import BLUR_OCTAVES
+
 SOURCES = {"heldout": ("builtin:heldout", None),
            "train-photos": ("builtin:train", {"photo_share": 1.0})}
 
@@ -28,8 +30,9 @@ def main():
     parser.add_argument("--per-octave", type=int, default=16, help="pairs per octave")
     parser.add_argument("--source", choices=sorted(SOURCES), default="heldout",
                         help="sharp images: the held-out photos or the training photos")
-    parser.add_argument("--longest", type=int, default=32, metavar="PX",
-                        help="octaves up to this many pixels (a power of two; default 32)")
+    parser.add_argument("--longest", type=int, default=BLUR_OCTAVES[-1][1], metavar="PX",
+                        help="octaves up to this many pixels (a power of two; default "
+                             f"{BLUR_OCTAVES[-1][1]})")
     parser.add_argument("--out", help="also write the figures to this JSON file")
     args = parser.parse_args()
 
