@@ -31,7 +31,8 @@ long as the clock photo's); give such long paths enough sub-frames to smear, not
 
 import argparse
 
-from keras_mhdeblur.presets.measure import BLUR_OCTAVES, octaves_up_to
+from keras_mhdeblur.commands.arguments import blur_octaves
+from keras_mhdeblur.presets.measure import BLUR_OCTAVES
 
 # Sharp images to measure on: (source, source_options) of `presets.held_out_pairs_for_recipe`.
 SOURCES = {
@@ -58,14 +59,12 @@ def main():
     parser.add_argument("--blur", action="append", default=[], metavar="KEY=VALUE",
                         help="change a blur setting of every recipe (JSON value, e.g. "
                              "noise_sigma=0, jpeg_quality=null); repeat for several")
-    parser.add_argument("--longest", type=int, default=BLUR_OCTAVES[-1][1], metavar="PX",
+    parser.add_argument("--longest", dest="octaves", type=blur_octaves, default=BLUR_OCTAVES,
+                        metavar="PX",
                         help="the per-octave tables double the shake length from 1 px up to "
                              f"PX (a power of two; default {BLUR_OCTAVES[-1][1]})")
     parser.add_argument("--out", help="also write the figures to this JSON file")
     args = parser.parse_args()
-    octaves = octaves_up_to(args.longest)
-    if octaves is None:
-        parser.error(f"--longest: expected a power of two of at least 2 px, got {args.longest}")
     sources = args.sources.split(",")
     unknown = [name for name in sources if name not in SOURCES]
     if unknown:
@@ -89,7 +88,7 @@ def main():
         for source in sources:
             image_source, options = SOURCES[source]
             rows = by_blur_length(model, recipes[str(args.presets[0])], args.per_octave,
-                                  octaves=octaves, self_ensemble=args.self_ensemble,
+                                  octaves=args.octaves, self_ensemble=args.self_ensemble,
                                   source=image_source, source_options=options)
             print(f"{name}, {args.per_octave} pairs of {source} per octave of shake length:\n"
                   f"{blur_length_table(rows)}")

@@ -17,6 +17,7 @@ import argparse
 
 import numpy as np
 
+from keras_mhdeblur.commands.arguments import blur_octaves
 from keras_mhdeblur.presets.measure import BLUR_OCTAVES
 
 SOURCES = {"heldout": ("builtin:heldout", None),
@@ -30,7 +31,8 @@ def main():
     parser.add_argument("--per-octave", type=int, default=16, help="pairs per octave")
     parser.add_argument("--source", choices=sorted(SOURCES), default="heldout",
                         help="sharp images: the held-out photos or the training photos")
-    parser.add_argument("--longest", type=int, default=BLUR_OCTAVES[-1][1], metavar="PX",
+    parser.add_argument("--longest", dest="octaves", type=blur_octaves, default=BLUR_OCTAVES,
+                        metavar="PX",
                         help="octaves up to this many pixels (a power of two; default "
                              f"{BLUR_OCTAVES[-1][1]})")
     parser.add_argument("--out", help="also write the figures to this JSON file")
@@ -40,12 +42,9 @@ def main():
     from keras_mhdeblur.evaluation import evaluate_inputs, evaluate_model, psnr_uint8
     from keras_mhdeblur.heads import physical_head_outputs
     from keras_mhdeblur.presets import from_preset, held_out_pairs_for_recipe, preset_metadata
-    from keras_mhdeblur.presets.measure import octave_recipe, octaves_up_to
+    from keras_mhdeblur.presets.measure import octave_recipe
     from keras_mhdeblur.utils.files import write_json
 
-    octaves = octaves_up_to(args.longest)
-    if octaves is None:
-        parser.error(f"--longest: expected a power of two of at least 2 px, got {args.longest}")
     model = from_preset(args.preset)
     if model.num_outputs < 2:
         parser.error(f"{args.preset}: has one output; this compares the outputs of a multi-head "
@@ -57,7 +56,7 @@ def main():
     print(f"{args.preset}: gain over the input (dB) per output, then the mean of the physical "
           f"heads (outputs {', '.join(map(str, heads))}); {args.per_octave} pairs of "
           f"{args.source} per octave")
-    for low, high in octaves:
+    for low, high in args.octaves:
         pairs = held_out_pairs_for_recipe(octave_recipe(recipe, low, high), args.per_octave,
                                           source=source, source_options=options)
         mean_psnr = []

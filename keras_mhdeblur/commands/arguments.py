@@ -18,6 +18,21 @@ def positive_int(text):
     return value
 
 
+def blur_octaves(text):
+    """argparse type: the longest shake length in pixels, a power of two of at least 2 -> the
+    octaves (1, 2), (2, 4), ... up to it (`presets.measure.octaves_up_to`)."""
+    from keras_mhdeblur.presets.measure import octaves_up_to
+
+    expected = f"expected a power of two of at least 2 px, got {text!r}"
+    try:
+        octaves = octaves_up_to(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(expected) from None
+    if octaves is None:
+        raise argparse.ArgumentTypeError(expected)
+    return octaves
+
+
 def image_size(text, minimum=8):
     """argparse type: "HxW" or "S" (square) -> (H, W), both at least `minimum` (8)."""
     try:
