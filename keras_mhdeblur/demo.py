@@ -165,6 +165,7 @@ def show_preset(out_dir, preset="default", quick=False, log=print):
     pairs = held_out_pairs(chosen, count, size)
     figures = held_out_figures(model, pairs)
     photos, photo_images = photo_figures(model, bundled_blurry_photo_paths())
+    photo_images = routed_photos(bundled_blurry_photo_paths(), photo_images, name, log)
     write_png(Path(out_dir) / "preset_sheet.png",
               showcase_sheet(model, pairs[:PRESET_SHEET_PAIRS], photo_images))
     seconds = time.perf_counter() - start
@@ -182,6 +183,33 @@ def show_preset(out_dir, preset="default", quick=False, log=print):
         log(f"also shipped: {', '.join(others)} (`mhdeblur presets` says what each is for; "
             "`mhdeblur deblur PHOTO --model NAME` uses one)")
     return {"name": name, "held_out": figures, "photos": photos, "seconds": round(seconds, 1)}
+
+
+def routed_photos(paths, photo_images, shown, log=print):
+    """What `mhdeblur deblur PHOTO` does with no --model: the preset router's choice for each
+    real photo (`presets.routing`), logged; `photo_images` ((blurry, restored) by preset
+    `shown`) with the chosen preset's output as a third panel where it chose another."""
+    from keras_mhdeblur.presets import from_preset
+    from keras_mhdeblur.presets.measure import restore_shipped
+    from keras_mhdeblur.presets.routing import shipped_router
+
+    router = shipped_router()
+    if router is None:
+        return photo_images
+    models, routed = {}, []
+    for path, (blurry, restored) in zip(paths, photo_images):
+        choice = router.choose(blurry)
+        log(f"`mhdeblur deblur {Path(path).name}` (no --model): the preset router estimates "
+            f"a smear of ~{choice.smear_pixels:.0f} px (long from {router.threshold:.0f}) and "
+            f"deblurs it with {choice.preset}")
+        if choice.preset == shown:
+            routed.append((blurry, restored))
+            continue
+        if choice.preset not in models:
+            models[choice.preset] = from_preset(choice.preset)
+        routed.append((blurry, restored,
+                       [(choice.preset, restore_shipped(models[choice.preset], blurry))]))
+    return routed
 
 
 def run_demo(out_dir="mhdeblur-demo", *, steps=None, quick=False, label="random", seed=0,

@@ -170,7 +170,9 @@ def test_every_shipped_preset_loads_offline_and_reproduces_its_reference_outputs
     assert f"{DEFAULT_PRESET} (default): NAFNetMH K=4, 10 outputs" in capsys.readouterr().out
 
 
-def test_deblur_without_a_model_uses_the_default_preset(tmp_path, capsys):
+def test_deblur_without_a_model_uses_the_default_preset_on_a_sharp_photo(tmp_path, capsys):
+    """A photo with no smear to speak of goes to the default preset (how the preset router
+    chooses: tests/test_routing.py); a preset's name picks it."""
     from keras_mhdeblur.data.io import read_image, write_png
     from keras_mhdeblur.presets import DEFAULT_PRESET
 

@@ -5,8 +5,12 @@ import sys
 import time
 from pathlib import Path
 
-from keras_mhdeblur.commands import CommandError, load_inference_model, reports_errors
+from keras_mhdeblur.commands import (CommandError, check_inference_arguments, inference_model,
+                                     reports_errors)
 from keras_mhdeblur.commands.arguments import add_inference_arguments
+
+# --model's word for choosing a preset per photo (`presets.routing`).
+AUTO = "auto"
 
 
 def register(subparsers):
@@ -15,13 +19,17 @@ def register(subparsers):
         description="Deblur every INPUT (image files, folders of images, or glob patterns) at "
         "full resolution and write OUT_DIR/NAME.png from the model's shipped output (auto or "
         "its selected head, see select-head), or every output with --all-heads "
-        "(NAME_out{k}.png). With no --model the default preset deblurs. Large photos: --tile "
+        "(NAME_out{k}.png). With no --model (or --model auto) the preset router reads each "
+        "photo's blur and picks the preset for it (the default preset, or the long-smear one; "
+        "docs/presets.md, \"One preset per photo\"); without a router, the default preset "
+        "deblurs. Large photos: --tile "
         "runs overlapping tiles blended together. Existing files are never replaced without "
         "--overwrite. (`mhdeblur deblur MODEL INPUT...`, the model first, works too.)")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, globs")
-    parser.add_argument("--model", metavar="NAME|FILE", default=None,
-                        help="a preset name or folder, or a .keras file (default: the default "
-                        "preset, see `keras_mhdeblur.list_presets()`)")
+    parser.add_argument("--model", metavar="NAME|FILE|auto", default=None,
+                        help="a preset name or folder, a .keras file, or auto: a preset per "
+                        "photo chosen by the preset router (default: auto when the package "
+                        "ships the router, else the default preset; `mhdeblur presets`)")
     parser.add_argument("--out", default="deblurred", metavar="OUT_DIR",
                         help="output folder (default ./deblurred)")
     parser.add_argument("--all-heads", action="store_true",
@@ -47,16 +55,73 @@ def _looks_like_model(item):
 
 
 def choose_model(args):
-    """Fills in args.model: --model, else a leading model argument, else the default preset."""
+    """Fills in args.model: --model, else a leading model argument, else auto (a preset per
+    photo) when the preset router is shipped, else the default preset."""
     from keras_mhdeblur.presets import default_preset
+    from keras_mhdeblur.presets.routing import shipped_router
 
     if args.model is None and len(args.inputs) > 1 and _looks_like_model(args.inputs[0]):
         args.model, args.inputs = args.inputs[0], args.inputs[1:]
     if args.model is None:
-        args.model = default_preset()
+        args.model = AUTO if shipped_router() is not None else default_preset()
         if args.model is None:
             raise CommandError("no --model given and this installation ships no preset; pass "
                                "--model FILE (a .keras file or a preset folder)")
+
+
+def models_per_photo(args, paths):
+    """({path: model name or file}, {path: why, or None}): args.model for every photo, or
+    with --model auto the router's choice for each."""
+    from keras_mhdeblur.data.io import read_image
+    from keras_mhdeblur.presets.routing import shipped_router
+
+    if args.model != AUTO or Path(AUTO).exists():
+        return {path: args.model for path in paths}, dict.fromkeys(paths)
+    router = shipped_router()
+    if router is None:
+        raise CommandError("--model auto: this installation ships no preset router "
+                           "(presets/router/ and both its presets); name a preset instead")
+    choices = {path: router.choose(read_image(path)) for path in paths}
+    return ({path: choice.preset for path, choice in choices.items()},
+            {path: f"router: smear ~{choice.smear_pixels:.0f} px, long from "
+                   f"{router.threshold:.0f}" for path, choice in choices.items()})
+
+
+def load_models(args, names):
+    """{name: model} of every model some photo needs (TLC with --tlc), with the notes on its
+    outputs."""
+    from keras_mhdeblur.saving import load_model
+
+    models = {}
+    for name in dict.fromkeys(names):
+        model = models[name] = inference_model(load_model(name, compile=False), args)
+        if args.output == "auto" and model.output_scorer is None:
+            print(f"mhdeblur deblur: note: {name} has no scoring branch; --output auto writes "
+                  "its selected head", file=sys.stderr)
+        if (args.output in (None, "shipped") and model.num_outputs > 1
+                and model.output_scorer is None and model.selected_output is None
+                and not args.all_heads):
+            print(f"mhdeblur deblur: warning: {name} has no selected head (run `mhdeblur "
+                  "select-head` on validation data); writing output 0", file=sys.stderr)
+    return models
+
+
+def output_plan(args, model):
+    """(chosen, which): the output `deblur` writes (`inference.output_choice`) and what
+    `restore` must return for the files asked for."""
+    from keras_mhdeblur.inference import output_choice
+
+    try:
+        chosen = output_choice(model, "shipped" if args.output is None else args.output)
+    except ValueError as error:
+        raise CommandError(f"--output {args.output}: {error}") from None
+    if chosen in ("all", "all+auto") and model.num_outputs > 1:
+        raise CommandError(f"--output {args.output}: deblur writes one image per photo; use "
+                           "--all-heads for every output")
+    # Every output is restored once when the files need them all; the chosen one is then picked.
+    every = args.all_heads or args.sheet
+    which = ("all+auto" if chosen == "auto" else "all") if every else chosen
+    return chosen, which
 
 
 def expand_inputs(inputs):
@@ -104,33 +169,22 @@ def planned_outputs(path, out_dir, num_outputs, all_heads, sheet):
 @reports_errors("deblur")
 def deblur_command(args):
     from keras_mhdeblur.data.io import inspect_image, read_image, write_png
-    from keras_mhdeblur.inference import output_choice, restore
+    from keras_mhdeblur.inference import restore
     from keras_mhdeblur.visualize import contact_sheet
 
     choose_model(args)
+    check_inference_arguments(args)
     paths = expand_inputs(args.inputs)
     for path in paths:
         inspect_image(path)  # unreadable photos fail here, before any work
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise CommandError(f"--out {out_dir}: exists and is not a folder")
-    model = load_inference_model(args)
-    outputs = model.num_outputs
-    if args.output == "auto" and model.output_scorer is None:
-        print(f"mhdeblur deblur: note: {args.model} has no scoring branch; --output auto writes "
-              "its selected head", file=sys.stderr)
-    if (args.output in (None, "shipped") and outputs > 1 and model.output_scorer is None
-            and model.selected_output is None and not args.all_heads):
-        print(f"mhdeblur deblur: warning: {args.model} has no selected head (run `mhdeblur "
-              "select-head` on validation data); writing output 0", file=sys.stderr)
-    try:
-        chosen = output_choice(model, "shipped" if args.output is None else args.output)
-    except ValueError as error:
-        raise CommandError(f"--output {args.output}: {error}") from None
-    if chosen in ("all", "all+auto") and outputs > 1:
-        raise CommandError(f"--output {args.output}: deblur writes one image per photo; use "
-                           "--all-heads for every output")
-    plan = {path: planned_outputs(path, out_dir, outputs, args.all_heads and outputs > 1,
+    names, reasons = models_per_photo(args, paths)
+    models = load_models(args, names.values())
+    plans = {name: output_plan(args, model) for name, model in models.items()}
+    plan = {path: planned_outputs(path, out_dir, models[names[path]].num_outputs,
+                                  args.all_heads and models[names[path]].num_outputs > 1,
                                   args.sheet) for path in paths}
     existing = [str(f) for files in plan.values() for f in files if f.exists()]
     if existing and not args.overwrite:
@@ -138,12 +192,11 @@ def deblur_command(args):
                                           else "")
         raise CommandError(f"{shown}: already exist{'s' if len(existing) == 1 else ''}; pass "
                            "--overwrite to replace, or choose another --out")
-    auto = chosen == "auto"
-    # Every output is restored once when the files need them all; the chosen one is then picked.
-    which = ("all+auto" if auto else "all") if (args.all_heads or args.sheet) else chosen
     out_dir.mkdir(parents=True, exist_ok=True)
     for number, path in enumerate(paths, 1):
         start = time.perf_counter()
+        model, (chosen, which) = models[names[path]], plans[names[path]]
+        outputs, auto = model.num_outputs, chosen == "auto"
         image = read_image(path)
         restored = restore(model, image, which=which, tile=args.tile, overlap=args.overlap,
                            self_ensemble=args.self_ensemble)
@@ -162,6 +215,8 @@ def deblur_command(args):
             heads = restored[:outputs] if restored.ndim == 4 else restored
             write_png(files[-1], contact_sheet(image, heads, labels, extra=extra))
         height, width = image.shape[:2]
+        chosen_by = f" with {names[path]} ({reasons[path]})" if reasons[path] else ""
         print(f"[{number}/{len(paths)}] {path} ({width}x{height}) -> "
-              f"{', '.join(f.name for f in files)} in {time.perf_counter() - start:.1f} s")
+              f"{', '.join(f.name for f in files)}{chosen_by} in "
+              f"{time.perf_counter() - start:.1f} s")
     return 0

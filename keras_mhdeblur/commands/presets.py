@@ -178,4 +178,11 @@ def list_presets_command(args):
               f"{metadata.get('file_bytes', 0) / 1e6:.1f} MB{figures}")
         if metadata.get("description"):
             print(f"  {metadata['description']}")
+    from keras_mhdeblur.presets.routing import shipped_router
+
+    router = shipped_router()
+    if router is not None:
+        short, long = router.presets
+        print(f"preset router (`mhdeblur deblur` with no --model): photos whose estimated smear "
+              f"is {router.threshold:.1f} px or more go to {long}, the others to {short}")
     return 0

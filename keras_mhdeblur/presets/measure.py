@@ -215,7 +215,8 @@ def photo_figures(model, paths, tile=None, overlap=32):
 def showcase_sheet(model, pairs, photo_images, crop=192):
     """Side-by-side panels at 1:1 (never shrunk): for each held-out pair input | shipped output |
     sharp, then each real photo input | shipped output (a centred `crop`-high band of it when
-    taller)."""
+    taller) | any more (label, image) panels given as a third item of its `photo_images`
+    entry."""
     from keras_mhdeblur.visualize import contact_sheet
 
     label = "preset (auto)" if model.output_scorer is not None else "preset"
@@ -225,9 +226,11 @@ def showcase_sheet(model, pairs, photo_images, crop=192):
         rows.append(contact_sheet(blurry, restored, [label], spread=False,
                                   extra=[("sharp (held out)", sharp)], columns=3,
                                   panel_size=max(blurry.shape[:2])))
-    for blurry, restored in photo_images:
+    for blurry, restored, *more in photo_images:
+        extra = more[0] if more else ()
         rows.append(contact_sheet(blurry, restored, [label + ", real photo"], spread=False,
-                                  columns=2, panel_size=max(blurry.shape[:2])))
+                                  extra=extra, columns=2 + len(extra),
+                                  panel_size=max(blurry.shape[:2])))
     width = max(row.shape[1] for row in rows)
     gap = np.full((6, width, 3), 255, np.uint8)
     padded = [np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0)), constant_values=255)
