@@ -165,7 +165,9 @@ def show_preset(out_dir, preset="default", quick=False, log=print):
     pairs = held_out_pairs(chosen, count, size)
     figures = held_out_figures(model, pairs)
     photos, photo_images = photo_figures(model, bundled_blurry_photo_paths())
-    photo_images = routed_photos(bundled_blurry_photo_paths(), photo_images, name, log)
+    routing_notes = []  # logged after the photo's figures
+    photo_images = routed_photos(bundled_blurry_photo_paths(), photo_images, name,
+                                 routing_notes.append)
     write_png(Path(out_dir) / "preset_sheet.png",
               showcase_sheet(model, pairs[:PRESET_SHEET_PAIRS], photo_images))
     seconds = time.perf_counter() - start
@@ -177,6 +179,8 @@ def show_preset(out_dir, preset="default", quick=False, log=print):
             f"{record['seconds']:.1f} s, colour cast "
             f"{record['colour_cast_levels']:.2f} levels, channel shifts "
             f"{' '.join(f'{v:+.2f}' for v in record['channel_shift_levels'])}")
+    for note in routing_notes:
+        log(note)
     log(f"side by side at 1:1: {Path(out_dir) / 'preset_sheet.png'} ({seconds:.0f} s)")
     others = [other for other in shipped_presets() if other != name]
     if others:
@@ -208,7 +212,8 @@ def routed_photos(paths, photo_images, shown, log=print):
         if choice.preset not in models:
             models[choice.preset] = from_preset(choice.preset)
         routed.append((blurry, restored,
-                       [(choice.preset, restore_shipped(models[choice.preset], blurry))]))
+                       [(f"{choice.preset}, router's choice",
+                         restore_shipped(models[choice.preset], blurry))]))
     return routed
 
 

@@ -28,6 +28,11 @@ def test_demo_quick(tmp_path, capsys):
     preset = results["preset"]
     assert preset["held_out"]["pairs"] == 2 and preset["photos"][0]["width"] == 400
     assert (out / "preset_sheet.png").stat().st_size > 0
+    # What `mhdeblur deblur` does with the real photo: the router's choice, shown in the sheet
+    # beside the default's output (input | default | long preset: three 400-px panels).
+    assert "deblurs it with nafnet-w16-mh4-long" in printed
+    from keras_mhdeblur.data.io import read_image
+    assert read_image(out / "preset_sheet.png").shape[1] >= 3 * 400
     # It names the other shipped presets, e.g. the one for long smears, and how to use them.
     assert "also shipped: nafnet-w16-mh4-long" in printed
     assert results["multi_head"]["num_outputs"] == 10 and results["single_head"]["num_outputs"] == 1
