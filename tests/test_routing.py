@@ -178,3 +178,34 @@ def test_train_router_tool_refuses_bad_counts_and_an_existing_router(tmp_path, m
         runpy.run_path(script, run_name="__main__")
     assert error.value.code == 2
     assert json.loads(json.dumps(routing.ROUTER_BLUR))  # the recipe it stores is plain JSON
+
+
+def test_route_presets_reads_each_preset_the_routed_choice_and_the_best_of_two(tmp_path,
+                                                                               monkeypatch):
+    """experiments/route_presets.py: one row per octave and per preset's recipe, the routed
+    PSNR being one preset's pair by pair and the best of two the larger; bad counts are usage
+    errors."""
+    import runpy
+    import sys
+
+    from helpers import REPO_ROOT
+
+    script = str(REPO_ROOT / "experiments" / "route_presets.py")
+    monkeypatch.setattr(sys, "argv", [script, "--pairs", "0"])
+    with pytest.raises(SystemExit) as error:
+        runpy.run_path(script, run_name="__main__")
+    assert error.value.code == 2
+    out = tmp_path / "route.json"
+    monkeypatch.setattr(sys, "argv", [script, "--pairs", "1", "--per-octave", "1", "--longest",
+                                      "2", "--out", str(out)])
+    runpy.run_path(script, run_name="__main__")
+    result = json.loads(out.read_text())
+    assert result["presets"] == [DEFAULT_PRESET, LONG_PRESET]
+    rows = result["rows"]
+    assert [row["blur"] for row in rows] == ["1-2 px", f"{DEFAULT_PRESET}'s blur",
+                                             f"{LONG_PRESET}'s blur"]
+    for row in rows:  # one pair each: routed is the chosen preset's, the best of two the larger
+        assert row["second_share"] in (0.0, 1.0)
+        chosen = row["second_psnr"] if row["second_share"] == 1.0 else row["first_psnr"]
+        assert row["routed_psnr"] == chosen
+        assert row["best_of_two_psnr"] == max(row["first_psnr"], row["second_psnr"])
