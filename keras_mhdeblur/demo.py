@@ -203,9 +203,8 @@ def routed_photos(paths, photo_images, shown, log=print):
     models, routed = {}, []
     for path, (blurry, restored) in zip(paths, photo_images):
         choice = router.choose(blurry)
-        log(f"`mhdeblur deblur {Path(path).name}` (no --model): the preset router estimates "
-            f"a smear of ~{choice.smear_pixels:.0f} px (long from {router.threshold:.0f}) and "
-            f"deblurs it with {choice.preset}")
+        log(f"`mhdeblur deblur {Path(path).name}` (no --model; preset router: "
+            f"{router.explain(choice)}) deblurs it with {choice.preset}")
         if choice.preset == shown:
             routed.append((blurry, restored))
             continue

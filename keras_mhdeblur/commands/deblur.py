@@ -83,8 +83,7 @@ def models_per_photo(args, paths):
                            "(presets/router/ and both its presets); name a preset instead")
     choices = {path: router.choose(read_image(path)) for path in paths}
     return ({path: choice.preset for path, choice in choices.items()},
-            {path: f"router: smear ~{choice.smear_pixels:.0f} px, long from "
-                   f"{router.threshold:.0f}" for path, choice in choices.items()})
+            {path: f"router: {router.explain(choice)}" for path, choice in choices.items()})
 
 
 def load_models(args, names):

@@ -191,6 +191,10 @@ class Router:
         pixels, patches = self.smear(image)
         return Choice(self.presets[pixels >= self.threshold], pixels, patches)
 
+    def explain(self, choice):
+        """Why `choice` went where it went, in a few words for a user."""
+        return f"smear ~{choice.smear_pixels:.0f} px, long from {self.threshold:.0f}"
+
 
 def smear_pairs(count, seed, source="builtin:train", source_options=None, size=PATCH,
                 blur=None, presets=None):
