@@ -107,6 +107,10 @@ def test_a_router_folder_round_trips_and_damage_names_the_file(tmp_path):
 def test_the_shipped_router_sends_long_smears_to_the_long_preset_and_mild_blur_to_the_default():
     router = shipped_router()
     assert router is not None and router.presets == [DEFAULT_PRESET, LONG_PRESET]
+    # Its threshold was chosen on these presets' outputs: a preset that changes needs a new
+    # router (tools/train_router.py).
+    assert router.metadata["trained"]["preset_weights"] == [
+        routing.preset_fingerprint(name) for name in router.presets]
     # What it was measured to do, stored with it: on pairs of photos neither it nor the presets
     # saw, the routed choice beats each preset alone.
     held_out = router.metadata["measured"]["held_out_pairs"]

@@ -24,20 +24,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def cached_pairs(path, count, seed, source, source_options, presets=None):
     """`routing.smear_pairs` as (blurry uint8, lengths, psnr or None), read from `path` when
-    an earlier run wrote it for the same count and presets."""
+    an earlier run wrote it for the same count and the same presets' weights."""
     import numpy as np
 
-    from keras_mhdeblur.presets.routing import smear_pairs
+    from keras_mhdeblur.presets.routing import preset_fingerprint, smear_pairs
     from keras_mhdeblur.utils.files import write_file_atomically
 
-    wanted = np.array(presets or [], dtype=str)
+    wanted = np.array([preset_fingerprint(name) for name in presets or []], dtype=str)
     if path.exists():
         with np.load(path) as stored:
             if ("lengths" in stored.files and len(stored["lengths"]) == count
                     and np.array_equal(stored["presets"], wanted)):
                 return (stored["blurry"], stored["lengths"],
                         stored["psnr"] if presets else None)
-        print(f"{path}: made for another count or other presets; making the pairs again")
+        print(f"{path}: made for another count or other presets' weights; making the pairs "
+              "again")
     blurry, lengths, psnr = smear_pairs(count, seed, source, source_options, presets=presets)
     blurry = np.round(np.clip(blurry, 0, 1) * 255).astype(np.uint8)  # photos are 8-bit
     write_file_atomically(path, lambda name: np.savez_compressed(
@@ -80,7 +81,8 @@ def main():
 
     from keras_mhdeblur.presets import preset_metadata
     from keras_mhdeblur.presets.routing import (ROUTER_BLUR, Router, best_threshold,
-                                                build_router, fit_router, routed_figures)
+                                                build_router, fit_router, preset_fingerprint,
+                                                routed_figures)
 
     out.mkdir(parents=True, exist_ok=True)
     # The photos and dead leaves the long preset trained on (the held-out photos are never
@@ -116,6 +118,8 @@ def main():
                                    "held_out_pairs": args.held_out_pairs,
                                    "photo_share": args.photo_share, "epochs": args.epochs,
                                    "seed": args.seed, "blur": ROUTER_BLUR,
+                                   "preset_weights": [preset_fingerprint(name)
+                                                      for name in args.presets],
                                    "command": "python " + " ".join(sys.argv)},
                        "measured": figures}
     router.save(router_dir, overwrite=args.overwrite)

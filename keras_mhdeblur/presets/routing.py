@@ -196,6 +196,17 @@ class Router:
         return f"smear ~{choice.smear_pixels:.0f} px, long from {self.threshold:.0f}"
 
 
+def preset_fingerprint(name):
+    """A preset's name and the start of its weights' SHA-256: the threshold a router was chosen
+    with belongs to these weights (retrain it when they change)."""
+    import hashlib
+
+    from keras_mhdeblur.presets import WEIGHTS_FILE, resolve_preset
+
+    digest = hashlib.sha256((resolve_preset(name) / WEIGHTS_FILE).read_bytes()).hexdigest()
+    return f"{name}@{digest[:16]}"
+
+
 def smear_pairs(count, seed, source="builtin:train", source_options=None, size=PATCH,
                 blur=None, presets=None):
     """Synthetic pairs with the path length each was blurred along: what the router learns
