@@ -76,6 +76,16 @@ def test_fit_router_learns_smear_lengths_and_the_threshold_routes_each_pair():
     assert router.choose(random_images((128, 256, 3), seed=3)).preset == "first"
 
 
+def test_the_drawn_symmetries_are_quarter_turns_then_a_mirror():
+    from keras_mhdeblur.data.augment import dihedral_transform
+
+    patch = random_images((6, 6, 3), seed=7)
+    for draw, state in enumerate(routing.DRAWN_SYMMETRIES):
+        turned = np.rot90(patch, draw % 4)
+        np.testing.assert_array_equal(dihedral_transform(patch, state),
+                                      turned[:, ::-1] if draw >= 4 else turned)
+
+
 def test_a_router_folder_round_trips_and_damage_names_the_file(tmp_path):
     import h5py
 

@@ -243,6 +243,8 @@ def smear_pairs(count, seed, source="builtin:train", source_options=None, size=P
                         for pair in pairs])
     if presets is None:
         return blurry, lengths, None
+    # Batches of 16 through the predictor: thousands of pairs, one output each
+    # (`evaluation.evaluate_model` restores one image at a time and scores every output).
     psnr = np.zeros((count, len(presets)))
     for column, name in enumerate(presets):
         model = from_preset(name)
@@ -255,20 +257,28 @@ def smear_pairs(count, seed, source="builtin:train", source_options=None, size=P
     return blurry, lengths, psnr
 
 
+# The `data.augment.dihedral_transform` state of each random draw d: d % 4 quarter turns, then a
+# mirror for d >= 4 (the order the shipped router was trained in, so that its command reproduces
+# it).
+DRAWN_SYMMETRIES = (0, 6, 3, 5, 1, 7, 2, 4)
+
+
 def fit_router(network, blurry, lengths, epochs, batch_size=32, learning_rate=1e-3, seed=0,
                verbose=0):
     """Trains `network` (`build_router`) to estimate log2 of each pair's path length (squared
-    error, lengths within `LOG2_LENGTHS`); every epoch sees each patch flipped or transposed at
-    random (the length does not depend on the smear's direction)."""
+    error, lengths within `LOG2_LENGTHS`); every epoch sees each square patch flipped or
+    transposed at random (the length does not depend on the smear's direction)."""
+    from keras_mhdeblur.data.augment import dihedral_transform
+
     targets = np.clip(np.log2(np.maximum(lengths, 1e-6)), *LOG2_LENGTHS)
     targets = targets.astype(np.float32)[:, None]
     network.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
     rng = np.random.default_rng(seed)
     for _ in range(epochs):
+        states = np.take(DRAWN_SYMMETRIES, rng.integers(0, 8, len(blurry)))
         turned = np.empty_like(blurry)
-        for index, transform in enumerate(rng.integers(0, 8, len(blurry))):
-            patch = np.rot90(blurry[index], transform % 4)
-            turned[index] = patch[:, ::-1] if transform >= 4 else patch
+        for state in range(8):  # one transform of the whole group per symmetry
+            turned[states == state] = dihedral_transform(blurry[states == state], state)
         network.fit(turned, targets, batch_size=batch_size, epochs=1, shuffle=True,
                     verbose=verbose)
     return network
