@@ -11,8 +11,11 @@ median over the rows. A deblurred photo has shorter rises; the same rise means n
 
 For each model (preset names or folders, or .keras files) at each scale (`--scales 1,0.5`:
 the photo resized first, so that 0.5 halves the smear; the rises are given at the scale of the
-run, and at full scale beside them), it prints the rises and the colour shift of the shipped
-output, and writes OUT/clock_SCALE.png: the input and every model's output side by side at 1:1.
+run, and at full scale beside them), it prints the rises, the colour shift of the shipped
+output and its false colour (the photo is grey, so any colour in the output was made up: the
+share of pixels whose channels stray more than `FALSE_COLOUR_LEVELS` 8-bit levels from their
+mean, the blotches a deblurring network leaves on a grey edge), and writes OUT/clock_SCALE.png:
+the input and every model's output side by side at 1:1.
 """
 
 import argparse
@@ -24,6 +27,16 @@ import numpy as np
 ROWS = (120, 180)
 LEFT_WALL, RIGHT_WALL = (40, 110), (330, 390)
 FACE = (150, 250)
+# A channel this many 8-bit levels from the pixel's grey is a visible tint on a grey photo.
+FALSE_COLOUR_LEVELS = 4
+
+
+def false_colour_share(image, levels=FALSE_COLOUR_LEVELS):
+    """Share of the pixels of `image` ((H, W, 3) in [0, 1], restored from a grey photo) whose
+    channels stray more than `levels` 8-bit levels from their mean."""
+    image = np.clip(np.asarray(image, np.float64), 0, 1) * 255
+    stray = np.abs(image - image.mean(axis=-1, keepdims=True)).max(axis=-1)
+    return float(np.mean(stray > levels))
 
 
 def edge_rises(grey, scale=1.0):
@@ -92,15 +105,19 @@ def main():
             restored = restore_shipped(model, blurry)
             outputs.append(restored)
             rises = edge_rises(restored.mean(axis=-1), scale)
-            row["models"][name] = {"rise_px": rises, "colour_cast_levels": colour_cast(
-                channel_shift(restored, blurry))}
+            row["models"][name] = {
+                "rise_px": rises,
+                "colour_cast_levels": colour_cast(channel_shift(restored, blurry)),
+                "false_colour_share": false_colour_share(restored)}
         results.append(row)
         print(f"scale {scale}: 10-90% rise of the rim, left / right, px at this scale "
-              f"(at full scale)")
-        for label, rises in [("input", row["input"])] + [
-                (name, figures["rise_px"]) for name, figures in row["models"].items()]:
+              f"(at full scale); false colour (pixels > {FALSE_COLOUR_LEVELS} levels off grey)")
+        for label, rises, false in [("input", row["input"], false_colour_share(blurry))] + [
+                (name, figures["rise_px"], figures["false_colour_share"])
+                for name, figures in row["models"].items()]:
             print(f"  {label:<40} {rises['left']:5.1f} / {rises['right']:5.1f}   "
-                  f"({rises['left'] / scale:5.1f} / {rises['right'] / scale:5.1f})")
+                  f"({rises['left'] / scale:5.1f} / {rises['right'] / scale:5.1f})   "
+                  f"{false:6.2%}")
         if args.out:
             labels = [Path(name).parent.parent.name + "/" + Path(name).stem
                       if name.endswith(".keras") else Path(name).name for name in models]

@@ -339,7 +339,8 @@ def test_clock_edges_reads_the_length_of_a_horizontal_smear():
 
     from helpers import REPO_ROOT
 
-    edge_rises = runpy.run_path(str(REPO_ROOT / "experiments" / "clock_edges.py"))["edge_rises"]
+    script = runpy.run_path(str(REPO_ROOT / "experiments" / "clock_edges.py"))
+    edge_rises, false_colour_share = script["edge_rises"], script["false_colour_share"]
     photo = np.full((300, 400), 0.5)
     photo[:, 140:260] = 0.9  # the face between the rims, as wide as the clock's
     rises = edge_rises(photo)
@@ -351,6 +352,14 @@ def test_clock_edges_reads_the_length_of_a_horizontal_smear():
         assert abs(rises["left"] - 0.8 * length) <= 2 and abs(rises["right"] - 0.8 * length) <= 2
         half = smeared[::2, ::2]  # the same smear at half scale: half the pixels
         assert abs(edge_rises(half, 0.5)["left"] - 0.4 * length) <= 2
+    # False colour: a grey image has none; green raised by 9 levels (6 from the pixel's mean) on
+    # 1% of it is counted, by 3 levels (2 from the mean) is not.
+    grey = np.repeat(photo[..., None], 3, axis=-1)
+    assert false_colour_share(grey) == 0.0
+    tinted = grey.copy()
+    tinted[:30, :40, 1] += 9 / 255
+    tinted[30:60, :40, 1] += 3 / 255
+    assert false_colour_share(tinted) == pytest.approx(0.01)
 
 
 def test_outputs_by_blur_length_reads_every_output_and_the_mean_of_the_heads(tmp_path, monkeypatch,
