@@ -102,7 +102,9 @@ def main():
         outputs = []
         row = {"scale": scale, "input": edge_rises(blurry.mean(axis=-1), scale), "models": {}}
         for name, model in models.items():
-            restored = restore_shipped(model, blurry)
+            # The network's own output: `mhdeblur deblur` writes this grey photo grey, which
+            # would hide the false colour measured here (the rises read the grey anyway).
+            restored = restore_shipped(model, blurry, keep_grey=False)
             outputs.append(restored)
             rises = edge_rises(restored.mean(axis=-1), scale)
             row["models"][name] = {

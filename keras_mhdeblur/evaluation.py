@@ -166,8 +166,9 @@ def evaluate_model(model, pairs, *, tile=None, overlap=32, self_ensemble=1, comp
     evaluation = MultiHeadEvaluation(compute_ssim)
     with_auto = model.output_scorer is not None
     for name, blurry, sharp in pairs:
+        # The network's outputs as they are, grey pairs too: the official protocol scores those.
         outputs = restore(model, blurry, which="all+auto" if with_auto else "all", tile=tile,
-                          overlap=overlap, self_ensemble=self_ensemble)
+                          overlap=overlap, self_ensemble=self_ensemble, keep_grey=False)
         if each is not None:
             each(name, blurry, sharp, outputs)
         if with_auto:

@@ -1,5 +1,5 @@
 """Deblurring photos: whole images, large photos in overlapping tiles, TLC, output selection,
-geometric self-ensemble.
+geometric self-ensemble, grey photos kept grey.
 
 Every function takes float images (H, W, 3) in [0, 1] and returns float32 numpy arrays:
 (K', H, W, 3) for all outputs of a multi-head model, (H, W, 3) for one output.
@@ -19,6 +19,10 @@ EAGER_SECONDS = 10.0
 #: eight), each set closed under composition, so the ensemble of a transposed or mirrored image
 #: is that image's ensemble transposed or mirrored.
 SELF_ENSEMBLE_SIZES = (1, 2, 4, 8)
+
+#: A photo whose pixels' channels all lie within this of each other is grey (a black-and-white
+#: photo, saved as colour or not; a colour JPEG of one strays by a level or two).
+GREY_TOLERANCE = 2 / 255
 
 #: The words every `which` / `--output` takes, besides an output index.
 OUTPUT_CHOICES = ("all", "all+auto", "auto", "selected", "shipped")
@@ -240,7 +244,14 @@ def _aligned(tile, overlap, multiple):
     return tile, overlap
 
 
-def restore(model, image, which=None, tile=None, overlap=32, batch_size=4, self_ensemble=1):
+def is_grey(image, tolerance=GREY_TOLERANCE):
+    """Whether every pixel of `image` ((H, W, 3) in [0, 1]) has its three channels within
+    `tolerance` of each other."""
+    return bool(np.ptp(np.asarray(image, np.float32), axis=-1).max() <= tolerance)
+
+
+def restore(model, image, which=None, tile=None, overlap=32, batch_size=4, self_ensemble=1,
+            keep_grey=True):
     """Deblurs one image.
 
     Args:
@@ -265,6 +276,10 @@ def restore(model, image, which=None, tile=None, overlap=32, batch_size=4, self_
             no preferred direction, so each copy is an equally good input, and their mean
             carries less of the model's own error (docs/presets.md, "Self-ensemble"). It
             costs n forward passes.
+        keep_grey: a grey image (`is_grey`) comes back grey, each output the mean of its
+            channels. A grey photo holds no colour, yet a network trained on colour photos
+            tints the edges it sharpens (green and magenta blotches on the clock photo's rim,
+            docs/presets.md); False returns the network's outputs as they are.
 
     Returns: (K', H, W, 3) or (H, W, 3) float32.
     """
@@ -277,6 +292,10 @@ def restore(model, image, which=None, tile=None, overlap=32, batch_size=4, self_
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
     image = image.astype(np.float32)
+    if keep_grey and is_grey(image):
+        restored = restore(model, image, which, tile, overlap, batch_size, self_ensemble,
+                           keep_grey=False)
+        return np.repeat(restored.mean(axis=-1, keepdims=True), 3, axis=-1)
     if self_ensemble > 1:
         from keras_mhdeblur.data.augment import dihedral_transform, undo_dihedral_transform
 
@@ -284,7 +303,7 @@ def restore(model, image, which=None, tile=None, overlap=32, batch_size=4, self_
         for state in range(self_ensemble):
             copy = np.ascontiguousarray(dihedral_transform(image, state))
             total = total + undo_dihedral_transform(
-                restore(model, copy, which, tile, overlap, batch_size), state)
+                restore(model, copy, which, tile, overlap, batch_size, keep_grey=False), state)
         return (total / self_ensemble).astype(np.float32)
     if tile is None:
         return pick_outputs(model, predictor(model)(image[None]), which)[0]

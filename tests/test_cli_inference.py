@@ -119,6 +119,22 @@ def test_deblur_writes_selected_all_heads_and_sheets(files, tmp_path, capsys):
                  str(every), "--all-heads", "--overwrite"]) == 0
 
 
+def test_deblur_writes_a_grey_photo_grey_unless_asked(files, tmp_path):
+    root, model, pairs = files
+    photo = tmp_path / "grey.png"
+    Image.open(pairs[0].blurry).convert("L").save(photo)  # a black-and-white photo
+    out = tmp_path / "out"
+    assert main(["deblur", str(root / "model.keras"), str(photo), "--out", str(out)]) == 0
+    written = np.asarray(Image.open(out / "grey.png")).astype(int)
+    assert np.ptp(written, axis=-1).max() == 0  # grey
+    tinted = restore(model, read_image(photo), which=0, keep_grey=False)
+    assert np.ptp(to_uint8(tinted).astype(int), axis=-1).max() > 1  # what the network makes
+    np.testing.assert_allclose(written[..., 0], to_uint8(tinted.mean(axis=-1)), atol=1)
+    assert main(["deblur", str(root / "model.keras"), str(photo), "--out", str(out),
+                 "--grey-as-colour", "--overwrite"]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "grey.png")), to_uint8(tinted))
+
+
 def test_bad_inputs_fail_with_the_file_named(files, tmp_path, capsys):
     root, _, _ = files
     model = str(root / "model.keras")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import keras_mhdeblur
-from keras_mhdeblur.inference import (_edge_weights, predictor, pick_outputs, restore,
+from keras_mhdeblur.inference import (_edge_weights, is_grey, predictor, pick_outputs, restore,
                                       spread_map, tile_starts)
 from keras_mhdeblur.visualize import colormap, contact_sheet
 
@@ -92,6 +92,29 @@ def test_self_ensemble_turns_every_copy_back(image):
     for bad in (0, 3, 16):
         with pytest.raises(ValueError, match=f"self_ensemble must be one of .* got {bad}"):
             restore(active, image, self_ensemble=bad)
+
+
+def test_a_grey_photo_comes_back_grey(image):
+    active = _active_nafnet()
+    grey = np.repeat(image.mean(axis=-1, keepdims=True), 3, axis=-1)
+    raw = restore(active, grey, which="all", keep_grey=False)
+    assert np.ptp(raw, axis=-1).max() > 0.01  # the network tints the grey photo
+    kept = restore(active, grey, which="all")
+    np.testing.assert_allclose(kept, np.repeat(raw.mean(axis=-1, keepdims=True), 3, axis=-1),
+                               atol=1e-6)
+    assert is_grey(kept, tolerance=0)
+    # Tiles and the self-ensemble keep it grey too.
+    assert is_grey(restore(active, grey, which=0, tile=32, overlap=8, self_ensemble=2),
+                   tolerance=0)
+    # A level between channels (a colour JPEG of a grey photo) is still grey; three are not,
+    # and a colour photo comes back as the network made it.
+    nearly = grey.copy()
+    nearly[..., 0] += 1 / 255
+    assert is_grey(nearly) and is_grey(restore(active, nearly, which=0), tolerance=0)
+    nearly[..., 0] += 2 / 255
+    assert not is_grey(nearly)
+    np.testing.assert_array_equal(restore(active, image, which="all"),
+                                  restore(active, image, which="all", keep_grey=False))
 
 
 def test_which_selects_outputs(model, image):

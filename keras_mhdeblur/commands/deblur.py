@@ -41,6 +41,10 @@ def register(subparsers):
     parser.add_argument("--sheet", action="store_true",
                         help="also write NAME_sheet.png: input, every output and the per-pixel "
                         "spread across heads (bright = the heads disagree)")
+    parser.add_argument("--grey-as-colour", action="store_true",
+                        help="restore a grey (black-and-white) photo like a colour one; by "
+                        "default its outputs are written grey, since any colour in them was "
+                        "made up by the network")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     add_inference_arguments(parser)
     parser.set_defaults(func=deblur_command)
@@ -198,7 +202,7 @@ def deblur_command(args):
         outputs, auto = model.num_outputs, chosen == "auto"
         image = read_image(path)
         restored = restore(model, image, which=which, tile=args.tile, overlap=args.overlap,
-                           self_ensemble=args.self_ensemble)
+                           self_ensemble=args.self_ensemble, keep_grey=not args.grey_as_colour)
         files = plan[path]
         if args.all_heads and outputs > 1:
             for k in range(outputs):
