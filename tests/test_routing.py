@@ -194,6 +194,39 @@ def test_train_router_tool_refuses_bad_counts_and_an_existing_router(tmp_path, m
     assert json.loads(json.dumps(routing.ROUTER_BLUR))  # the recipe it stores is plain JSON
 
 
+def test_smear_pairs_know_each_path_and_the_tool_measures_exact_reading_ceilings():
+    """`smear_pairs` gives each camera path's length and straightness (steady paths are
+    straight, shake wanders); the tool's ceilings route by the true path: where the presets'
+    winner depends on the straightness at one length, only the rule that reads it gets every
+    pair right."""
+    import runpy
+
+    from helpers import REPO_ROOT
+
+    assert routing.path_straightness(np.array([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]])) == 1.0
+    assert routing.path_straightness(np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]])) == 0.0
+    assert routing.path_straightness(np.zeros((5, 2))) == 1.0  # no motion
+    blur = {**routing.ROUTER_BLUR, "blur_pixels": (16, 16)}
+    steady = routing.smear_pairs(4, 1, blur={**blur, "steady_share": 1.0}, size=64)
+    shake = routing.smear_pairs(4, 1, blur={**blur, "steady_share": 0.0}, size=64)
+    assert steady.blurry.shape == (4, 64, 64, 3) and steady.psnr is None
+    np.testing.assert_allclose(steady.lengths, 16, rtol=0.05)
+    assert steady.straightness.min() > 0.95 and shake.straightness.mean() < 0.9
+
+    ceilings = runpy.run_path(str(REPO_ROOT / "tools" / "train_router.py"))[
+        "exact_reading_ceilings"]
+    # 1 px: the first preset wins; 8 px: the second under steady motion, the first under shake.
+    lengths = np.repeat([1.0, 8.0, 8.0], 20)
+    straightness = np.repeat([1.0, 1.0, 0.3], 20)
+    psnr = np.zeros((60, 2))
+    psnr[:20], psnr[20:40], psnr[40:] = (30.0, 28.0), (25.0, 27.0), (26.0, 24.0)
+    pairs = routing.SmearPairs(None, lengths, straightness, psnr)
+    figures = ceilings(pairs, pairs)
+    assert figures["routed_by_true_length_and_straightness_psnr"] == pytest.approx(
+        psnr.max(axis=1).mean())
+    assert figures["routed_by_true_length_psnr"] < psnr.max(axis=1).mean() - 0.5
+
+
 def test_route_presets_reads_each_preset_the_routed_choice_and_the_best_of_two(tmp_path,
                                                                                monkeypatch):
     """experiments/route_presets.py: one row per octave and per preset's recipe, the routed

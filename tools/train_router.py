@@ -23,28 +23,51 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def cached_pairs(path, count, seed, source, source_options, presets=None):
-    """`routing.smear_pairs` as (blurry uint8, lengths, psnr or None), read from `path` when
-    an earlier run wrote it for the same count and the same presets' weights."""
+    """`routing.smear_pairs`, its blurry images as 8-bit, read from `path` when an earlier run
+    wrote it for the same count and the same presets' weights."""
     import numpy as np
 
-    from keras_mhdeblur.presets.routing import preset_fingerprint, smear_pairs
+    from keras_mhdeblur.presets.routing import SmearPairs, preset_fingerprint, smear_pairs
     from keras_mhdeblur.utils.files import write_file_atomically
 
     wanted = np.array([preset_fingerprint(name) for name in presets or []], dtype=str)
     if path.exists():
         with np.load(path) as stored:
-            if ("lengths" in stored.files and len(stored["lengths"]) == count
+            if ("straightness" in stored.files and len(stored["lengths"]) == count
                     and np.array_equal(stored["presets"], wanted)):
-                return (stored["blurry"], stored["lengths"],
-                        stored["psnr"] if presets else None)
-        print(f"{path}: made for another count or other presets' weights; making the pairs "
-              "again")
-    blurry, lengths, psnr = smear_pairs(count, seed, source, source_options, presets=presets)
-    blurry = np.round(np.clip(blurry, 0, 1) * 255).astype(np.uint8)  # photos are 8-bit
+                return SmearPairs(stored["blurry"], stored["lengths"], stored["straightness"],
+                                  stored["psnr"] if presets else None)
+        print(f"{path}: made for another count, other presets' weights or by an older version; "
+              "making the pairs again")
+    pairs = smear_pairs(count, seed, source, source_options, presets=presets)
+    pairs = pairs._replace(blurry=np.round(np.clip(pairs.blurry, 0, 1) * 255).astype(np.uint8))
     write_file_atomically(path, lambda name: np.savez_compressed(
-        name, blurry=blurry, lengths=lengths, psnr=psnr if presets else np.zeros(0),
-        presets=wanted), suffix=".tmp.npz")
-    return blurry, lengths, psnr
+        name, blurry=pairs.blurry, lengths=pairs.lengths, straightness=pairs.straightness,
+        psnr=pairs.psnr if presets else np.zeros(0), presets=wanted), suffix=".tmp.npz")
+    return pairs
+
+
+def exact_reading_ceilings(fit, measure):
+    """What routing would reach on the pairs `measure` if the router read each camera path
+    exactly (both `SmearPairs` with PSNR; the rules are chosen on `fit`): by its true length
+    (one threshold), and by its true length and straightness (a threshold on log2 length that
+    moves linearly with the straightness, both ends chosen on a grid)."""
+    import numpy as np
+
+    from keras_mhdeblur.presets.routing import best_threshold, routed_figures
+
+    by_length = routed_figures(measure.lengths, measure.psnr,
+                               best_threshold(fit.lengths, fit.psnr))["routed_psnr"]
+
+    def routed(pairs, steady_end, shake_end):
+        threshold = pairs.straightness * steady_end + (1 - pairs.straightness) * shake_end
+        second = np.log2(np.maximum(pairs.lengths, 1e-6)) >= threshold
+        return np.where(second, pairs.psnr[:, 1], pairs.psnr[:, 0]).mean()
+
+    grid = np.arange(0, 7.01, 0.125)  # log2 px; 7 (128 px) sends nothing to the second preset
+    ends = max(((a, b) for a in grid for b in grid), key=lambda ends: routed(fit, *ends))
+    return {"routed_by_true_length_psnr": float(by_length),
+            "routed_by_true_length_and_straightness_psnr": float(routed(measure, *ends))}
 
 
 def main():
@@ -89,8 +112,8 @@ def main():
     # among them).
     recipe = preset_metadata(args.presets[1])["training"]["recipe"]
     options = {**(recipe.get("source_options") or {}), "photo_share": args.photo_share}
-    learn_blurry, learn_lengths, _ = cached_pairs(out / "pairs-learn.npz", args.pairs, args.seed,
-                                                  recipe["source"], options)
+    learn = cached_pairs(out / "pairs-learn.npz", args.pairs, args.seed, recipe["source"],
+                         options)
     photos = {**options, "photo_share": 1.0}
     sets = {"threshold_pairs": cached_pairs(out / "pairs-threshold.npz", args.threshold_pairs,
                                             args.seed + 1, recipe["source"], photos,
@@ -100,17 +123,21 @@ def main():
                                            args.presets)}
     keras.utils.set_random_seed(args.seed)
     network = build_router()
-    fit_router(network, learn_blurry.astype(np.float32) / 255, learn_lengths, args.epochs,
+    fit_router(network, learn.blurry.astype(np.float32) / 255, learn.lengths, args.epochs,
                seed=args.seed, verbose=2)
     router = Router(network, args.presets)
-    smears = {name: router.patch_smears(blurry.astype(np.float32) / 255)
-              for name, (blurry, _, _) in sets.items()}
-    router.threshold = best_threshold(smears["threshold_pairs"], sets["threshold_pairs"][2])
+    smears = {name: router.patch_smears(pairs.blurry.astype(np.float32) / 255)
+              for name, pairs in sets.items()}
+    router.threshold = best_threshold(smears["threshold_pairs"], sets["threshold_pairs"].psnr)
     figures = {}
-    for name, (_, lengths, psnr) in sets.items():
-        error = np.log2(smears[name]) - np.log2(np.clip(lengths, 1, 64))
-        figures[name] = {**routed_figures(smears[name], psnr, router.threshold),
+    for name, pairs in sets.items():
+        error = np.log2(smears[name]) - np.log2(np.clip(pairs.lengths, 1, 64))
+        figures[name] = {**routed_figures(smears[name], pairs.psnr, router.threshold),
                          "smear_log2_error_rms": float(np.sqrt(np.mean(error ** 2)))}
+    # How much a better reading of the blur could add: routing by the true path (no network).
+    figures["held_out_pairs"].update(exact_reading_ceilings(sets["threshold_pairs"],
+                                                            sets["held_out_pairs"]))
+    for name in sets:
         print(f"{name}: " + ", ".join(f"{key} {value:.3f}" for key, value in
                                        figures[name].items()))
     print(f"threshold {router.threshold:.1f} px")

@@ -207,6 +207,22 @@ def preset_fingerprint(name):
     return f"{name}@{digest[:16]}"
 
 
+class SmearPairs(NamedTuple):
+    """`smear_pairs`' pairs: blurry (N, size, size, 3) float32, each camera path's length in
+    pixels and straightness (N,), and each preset's PSNR (N, P) or None."""
+    blurry: np.ndarray
+    lengths: np.ndarray
+    straightness: np.ndarray
+    psnr: np.ndarray | None
+
+
+def path_straightness(shifts):
+    """How straight a camera path ((N, 2) positions) is: the distance from its start to its end
+    over its length, 1 for a straight line (steady motion), lower for shake; 1 for no motion."""
+    length = np.linalg.norm(np.diff(shifts, axis=0), axis=1).sum()
+    return float(np.linalg.norm(shifts[-1] - shifts[0]) / length) if length > 0 else 1.0
+
+
 def smear_pairs(count, seed, source="builtin:train", source_options=None, size=PATCH,
                 blur=None, presets=None):
     """Synthetic pairs with the path length each was blurred along: what the router learns
@@ -221,9 +237,10 @@ def smear_pairs(count, seed, source="builtin:train", source_options=None, size=P
         presets: None, or preset names or folders whose shipped outputs are measured too.
 
     Returns:
-        (blurry (count, size, size, 3) float32, lengths (count,) pixels, psnr (count, P) of
-        each preset's shipped output against the sharp image, 8-bit as `evaluation.psnr_uint8`,
-        or None without `presets`).
+        `SmearPairs`: blurry (count, size, size, 3) float32, lengths and straightness (count,)
+        of the camera paths (`path_straightness`), psnr (count, P) of each preset's shipped
+        output against the sharp image, 8-bit as `evaluation.psnr_uint8`, or None without
+        `presets`.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -241,8 +258,9 @@ def smear_pairs(count, seed, source="builtin:train", source_options=None, size=P
     blurry, sharp = stack_pairs([pair[:2] for pair in pairs])
     lengths = np.array([np.linalg.norm(np.diff(pair.shifts, axis=0), axis=1).sum()
                         for pair in pairs])
+    straightness = np.array([path_straightness(pair.shifts) for pair in pairs])
     if presets is None:
-        return blurry, lengths, None
+        return SmearPairs(blurry, lengths, straightness, None)
     # Batches of 16 through the predictor: thousands of pairs, one output each
     # (`evaluation.evaluate_model` restores one image at a time and scores every output).
     psnr = np.zeros((count, len(presets)))
@@ -254,7 +272,7 @@ def smear_pairs(count, seed, source="builtin:train", source_options=None, size=P
             psnr[start:start + 16, column] = [
                 psnr_uint8(to_uint8(output), to_uint8(target))
                 for output, target in zip(restored, sharp[start:start + 16])]
-    return blurry, lengths, psnr
+    return SmearPairs(blurry, lengths, straightness, psnr)
 
 
 # The `data.augment.dihedral_transform` state of each random draw d: d % 4 quarter turns, then a
