@@ -15,7 +15,7 @@ run, and at full scale beside them), it prints the rises, the colour shift of th
 output and its false colour (the photo is grey, so any colour in the output was made up: the
 share of pixels whose channels stray more than `FALSE_COLOUR_LEVELS` 8-bit levels from their
 mean, the blotches a deblurring network leaves on a grey edge), and writes OUT/clock_SCALE.png:
-the input and every model's output side by side at 1:1.
+the input and every model's output as `mhdeblur deblur` writes it (grey), side by side at 1:1.
 """
 
 import argparse
@@ -102,10 +102,11 @@ def main():
         outputs = []
         row = {"scale": scale, "input": edge_rises(blurry.mean(axis=-1), scale), "models": {}}
         for name, model in models.items():
-            # The network's own output: `mhdeblur deblur` writes this grey photo grey, which
-            # would hide the false colour measured here (the rises read the grey anyway).
+            # The figures read the network's own output: `mhdeblur deblur` writes this grey
+            # photo grey, which would hide the false colour (the rises read the grey anyway).
+            # The sheet shows what `mhdeblur deblur` writes.
             restored = restore_shipped(model, blurry, keep_grey=False)
-            outputs.append(restored)
+            outputs.append(restore_shipped(model, blurry))
             rises = edge_rises(restored.mean(axis=-1), scale)
             row["models"][name] = {
                 "rise_px": rises,
