@@ -62,12 +62,12 @@ def choose_model(args):
     """Fills in args.model: --model, else a leading model argument, else auto (a preset per
     photo) when the preset router is shipped, else the default preset."""
     from keras_mhdeblur.presets import default_preset
-    from keras_mhdeblur.presets.routing import shipped_router
+    from keras_mhdeblur.presets.routing import shipped_router_record
 
     if args.model is None and len(args.inputs) > 1 and _looks_like_model(args.inputs[0]):
         args.model, args.inputs = args.inputs[0], args.inputs[1:]
     if args.model is None:
-        args.model = AUTO if shipped_router() is not None else default_preset()
+        args.model = AUTO if shipped_router_record() is not None else default_preset()
         if args.model is None:
             raise CommandError("no --model given and this installation ships no preset; pass "
                                "--model FILE (a .keras file or a preset folder)")

@@ -178,11 +178,11 @@ def list_presets_command(args):
               f"{metadata.get('file_bytes', 0) / 1e6:.1f} MB{figures}")
         if metadata.get("description"):
             print(f"  {metadata['description']}")
-    from keras_mhdeblur.presets.routing import shipped_router
+    from keras_mhdeblur.presets.routing import shipped_router_record
 
-    router = shipped_router()
+    router = shipped_router_record()
     if router is not None:
-        short, long = router.presets
+        short, long = router["presets"]
         print(f"preset router (`mhdeblur deblur` with no --model): photos whose estimated smear "
-              f"is {router.threshold:.1f} px or more go to {long}, the others to {short}")
+              f"is {router['threshold']:.1f} px or more go to {long}, the others to {short}")
     return 0

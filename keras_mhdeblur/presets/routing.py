@@ -112,6 +112,26 @@ def patch_detail(patches):
     return np.sqrt(dy * dy + dx * dx).mean(axis=(1, 2))
 
 
+def _damaged(path, error):
+    return PresetError(f"{path}: damaged ({type(error).__name__}: {error})")
+
+
+def router_record(folder):
+    """A router folder's router.json as a dict (the presets, the threshold, the figures and
+    the network's config); an error naming the file when it is missing or damaged."""
+    path = Path(folder) / ROUTER_CONFIG
+    try:
+        record = json.loads(path.read_text())
+        if not {"presets", "threshold", "network"} <= set(record):
+            raise ValueError("it names no presets, threshold or network")
+    except FileNotFoundError:
+        raise PresetError(f"{path}: missing (a router folder holds {ROUTER_CONFIG} and "
+                          f"{ROUTER_WEIGHTS})") from None
+    except Exception as error:
+        raise _damaged(path, error) from None
+    return record
+
+
 class Router:
     """A loaded router: `Router.load(folder)`, then `router.choose(image) -> Choice`.
 
@@ -131,15 +151,11 @@ class Router:
     @classmethod
     def load(cls, folder=ROUTER_DIR):
         folder = Path(folder)
-        path = folder / ROUTER_CONFIG
+        record = router_record(folder)
         try:
-            record = json.loads(path.read_text())
             network = keras.saving.deserialize_keras_object(record["network"])
-        except FileNotFoundError:
-            raise PresetError(f"{path}: missing (a router folder holds {ROUTER_CONFIG} and "
-                              f"{ROUTER_WEIGHTS})") from None
         except Exception as error:
-            raise PresetError(f"{path}: damaged ({type(error).__name__}: {error})") from None
+            raise _damaged(folder / ROUTER_CONFIG, error) from None
         try:
             network.load_weights(folder / ROUTER_WEIGHTS)
         except Exception as error:
@@ -216,10 +232,15 @@ class SmearPairs(NamedTuple):
     psnr: np.ndarray | None
 
 
+def path_length(shifts):
+    """The length in pixels of a camera path ((N, 2) positions, a `SyntheticPair`'s shifts)."""
+    return float(np.linalg.norm(np.diff(shifts, axis=0), axis=1).sum())
+
+
 def path_straightness(shifts):
     """How straight a camera path ((N, 2) positions) is: the distance from its start to its end
     over its length, 1 for a straight line (steady motion), lower for shake; 1 for no motion."""
-    length = np.linalg.norm(np.diff(shifts, axis=0), axis=1).sum()
+    length = path_length(shifts)
     return float(np.linalg.norm(shifts[-1] - shifts[0]) / length) if length > 0 else 1.0
 
 
@@ -256,8 +277,7 @@ def smear_pairs(count, seed, source="builtin:train", source_options=None, size=P
     with ThreadPoolExecutor() as pool:
         pairs = list(pool.map(stream.pair, range(count)))
     blurry, sharp = stack_pairs([pair[:2] for pair in pairs])
-    lengths = np.array([np.linalg.norm(np.diff(pair.shifts, axis=0), axis=1).sum()
-                        for pair in pairs])
+    lengths = np.array([path_length(pair.shifts) for pair in pairs])
     straightness = np.array([path_straightness(pair.shifts) for pair in pairs])
     if presets is None:
         return SmearPairs(blurry, lengths, straightness, None)
@@ -324,12 +344,18 @@ def best_threshold(smears, psnr):
     return float(candidates[best])
 
 
-def shipped_router():
-    """The shipped router when it and both its presets are in this installation, else None."""
+def shipped_router_record():
+    """The shipped router's router.json (`router_record`) when it and both its presets are in
+    this installation, else None: what `mhdeblur deblur` will do, without building the network."""
     if not (ROUTER_DIR / ROUTER_CONFIG).exists():
         return None
-    router = Router.load(ROUTER_DIR)
-    return router if all(name in shipped_presets() for name in router.presets) else None
+    record = router_record(ROUTER_DIR)
+    return record if all(name in shipped_presets() for name in record["presets"]) else None
+
+
+def shipped_router():
+    """The shipped router when it and both its presets are in this installation, else None."""
+    return Router.load(ROUTER_DIR) if shipped_router_record() is not None else None
 
 
 def choose_preset(image, router=None):
