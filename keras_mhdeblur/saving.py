@@ -71,3 +71,74 @@ def save_model(model, path):
     if Path(path).suffix != ".keras":
         raise ModelFileError(f"{path}: model files must end in .keras")
     return write_file_atomically(path, model.save, suffix=".tmp.keras")
+
+
+# The dtypes a weights file can store its floating-point arrays in. float16 halves a preset;
+# a float16 number keeps 11 significant bits, so each weight moves by at most 1/2048 of itself
+# and a shipped preset's outputs by about 1/20 of an 8-bit level
+# (docs/presets.md, "Weights in float16").
+WEIGHT_DTYPES = ("float32", "float16")
+
+
+def _check_weight_dtype(dtype):
+    if dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"weights dtype {dtype!r}: expected one of {', '.join(WEIGHT_DTYPES)}")
+
+
+def save_weights(model, path, dtype="float32"):
+    """Writes `model`'s weights to the Keras `.weights.h5` file `path` atomically, its float32
+    arrays in `dtype`. Keras casts each array back to its variable's dtype when the file is
+    loaded (`model.load_weights`), so the file loads like any other; the model then computes
+    with `round_weights(model, dtype)`'s weights."""
+    import tempfile
+
+    import h5py
+    import numpy as np
+
+    _check_weight_dtype(dtype)
+    limit = float(np.finfo(dtype).max)
+
+    def copy(source, target):
+        target.attrs.update(source.attrs)
+        for key, item in source.items():
+            if isinstance(item, h5py.Group):
+                copy(item, target.create_group(key))
+                continue
+            array = item[()]
+            if array.dtype == np.float32 and dtype != "float32":
+                largest = float(np.max(np.abs(array))) if array.size else 0.0
+                if largest > limit:
+                    raise ModelFileError(f"{path}: weight {item.name} reaches {largest:.3g}, "
+                                         f"past {dtype}'s largest number ({limit:.3g}); keep "
+                                         "float32")
+                array = array.astype(dtype)
+            target.create_dataset(key, data=array)
+
+    def write(temporary):
+        if dtype == "float32":
+            model.save_weights(temporary)
+            return
+        # HDF5 does not give back the room of a replaced array: the cast copy is a new file.
+        with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=".weights.",
+                                         suffix=".tmp") as folder:
+            exact = Path(folder) / "float32.weights.h5"
+            model.save_weights(exact)
+            with h5py.File(exact, "r") as source, h5py.File(temporary, "w") as target:
+                copy(source, target)
+
+    return write_file_atomically(path, write, suffix=".tmp.weights.h5")
+
+
+def round_weights(model, dtype):
+    """Rounds `model`'s float32 weights to `dtype` and back, in place: the weights a
+    `save_weights(model, path, dtype)` file gives back, so that what is measured on `model` is
+    what that file computes."""
+    import keras
+    import numpy as np
+
+    _check_weight_dtype(dtype)
+    for variable in model.weights:
+        if variable.dtype == "float32":
+            value = keras.ops.convert_to_numpy(variable)
+            variable.assign(value.astype(dtype).astype(np.float32))
+    return model

@@ -126,6 +126,74 @@ def test_a_preset_carries_reference_outputs_that_check_it(preset, tmp_path):
         check_preset(changed)
 
 
+def test_float16_weights_halve_a_preset_and_load_as_the_stored_weights(preset, tmp_path):
+    import h5py
+
+    from keras_mhdeblur.presets import WEIGHTS_FILE, check_preset
+    from keras_mhdeblur.saving import round_weights
+
+    model, folder = preset
+    half = save_preset(model, tmp_path / "half", {"name": "half"}, weights_dtype="float16")
+    def arrays(path):
+        found = {}
+        with h5py.File(path) as stored:
+            stored.visititems(lambda name, item: found.update(
+                {name: (str(item.dtype), item.nbytes)} if isinstance(item, h5py.Dataset) else {}))
+        return found
+
+    exact, halved = arrays(folder / WEIGHTS_FILE), arrays(half / WEIGHTS_FILE)
+    assert set(exact) == set(halved)  # the same names: it loads as any Keras weights file
+    assert {dtype for dtype, _ in halved.values()} == {"float16"}
+    assert sum(size for _, size in halved.values()) * 2 == sum(size for _, size in exact.values())
+    # (a tiny model's file is mostly HDF5's own records; a shipped preset's halves)
+    assert (half / WEIGHTS_FILE).stat().st_size < (folder / WEIGHTS_FILE).stat().st_size
+    metadata = json.loads((half / "metadata.json").read_text())
+    assert metadata["weights_dtype"] == "float16"
+    assert metadata["file_bytes"] < json.loads((folder / "metadata.json").read_text())[
+        "file_bytes"]
+    loaded = from_preset(half)
+    assert {variable.dtype for variable in loaded.weights} == {"float32"}
+    image = random_images((1, 24, 40, 3))
+    exact = keras.ops.convert_to_numpy(model(image))
+    rounded = keras.ops.convert_to_numpy(round_weights(from_preset(folder), "float16")(image))
+    # The file gives back exactly the rounded weights: what make-preset measures is what ships.
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(image)), rounded)
+    assert 0 < np.max(np.abs(rounded - exact)) < 1e-2
+    assert check_preset(half) == 0.0  # its reference outputs are those of the stored weights
+
+
+def test_make_preset_repacks_a_preset_with_float16_weights(preset, tmp_path, capsys):
+    model, folder = preset
+    out = tmp_path / "repacked"
+    assert main(["make-preset", str(folder), str(out), "--name", "tiny-half",
+                 "--weights-dtype", "float16"]) == 0
+    metadata = json.loads((out / "metadata.json").read_text())
+    assert metadata["name"] == "tiny-half" and metadata["description"] == "a test"
+    assert metadata["weights_dtype"] == "float16" and metadata["selected_output"] == 1
+    assert metadata["repacked_from"] == {"preset": "tiny", "weights_dtype": "float32"}
+    assert from_preset(out).selected_output == 1
+    capsys.readouterr()
+    assert main(["make-preset", str(folder), str(tmp_path / "x"), "--name", "x", "--final"]) == 1
+    assert "is a preset, which holds one model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["make-preset", str(folder), str(tmp_path / "y"), "--name", "y",
+              "--weights-dtype", "int8"])
+    assert "invalid choice: 'int8'" in capsys.readouterr().err
+
+
+def test_weights_past_float16s_range_are_refused_naming_the_weight(tmp_path):
+    from keras_mhdeblur.saving import save_weights
+
+    model = keras_mhdeblur.NAFNetMH(heads=2, **TINY)
+    model(random_images((1, 16, 16, 3)))
+    variable = model.weights[0]
+    variable.assign(np.full(variable.shape, 1e6, np.float32))
+    with pytest.raises(ModelFileError, match=r"weight .* reaches 1e\+06, past float16's largest"):
+        save_weights(model, tmp_path / "big.weights.h5", "float16")
+    with pytest.raises(ValueError, match="weights dtype 'int8': expected one of float32, float16"):
+        save_weights(model, tmp_path / "x.weights.h5", "int8")
+
+
 def test_every_shipped_preset_loads_offline_and_reproduces_its_reference_outputs(capsys):
     from keras_mhdeblur.presets import (DEFAULT_PRESET, PRESET_DIR, check_preset, default_preset,
                                         shipped_presets)

@@ -11,7 +11,7 @@
 # SMOKE=1 trains a width-8 model for 20 steps on 32x32 crops (a dry run on the CPU).
 #
 # One device call, benchmark first and training in the time left, with what comes back packed
-# into few files (at most 8 come back, 16 MiB each; width-32 weights are 18 MB):
+# into few files (at most 8 come back, 16 MiB each; width-32 weights are 9 MB in float16):
 #   s=$(date +%s); QUICK=1 bash benchmarks/gpu_session.sh; t=$((450-$(date +%s)+s));
 #   bash tools/train_on_gpu.sh presets/nafnet-w32-mh4-gpu.yaml nafnet-w32-mh4 $t; cd $OUT &&
 #   (tar cf - preset | split -b 15m - preset.tar.) && tar czf logs.tgz $(ls | grep -v '^preset\|^table')
@@ -55,8 +55,10 @@ if [ ! -f "$run/best.keras" ]; then
   [ -n "$newest" ] || { echo "no checkpoint to pack"; exit 1; }
   which=(--model "$newest")
 fi
+# float16 weights, as the shipped presets have: a width-32 preset takes 9 MB of the package's
+# 25 instead of 18 (docs/presets.md, "Weights in float16").
 timeout 100 python3 -m keras_mhdeblur make-preset "$run" "$OUT/preset" --name "$name" \
-  --measure "$measure" "${which[@]}" \
+  --measure "$measure" --weights-dtype float16 "${which[@]}" \
   --description "trained on one GPU with $recipe" > "$OUT/make_preset.log" 2>&1 \
   || { echo "make-preset failed:"; tail -n 5 "$OUT/make_preset.log"; exit 1; }
 tail -n 12 "$OUT/make_preset.log"

@@ -8,6 +8,7 @@ from keras_mhdeblur.commands import CommandError, reports_errors
 
 def register(subparsers):
     from keras_mhdeblur.commands.arguments import positive_int
+    from keras_mhdeblur.saving import WEIGHT_DTYPES
 
     listing = subparsers.add_parser(
         "presets", help="list the shipped presets (trained models that load by name)",
@@ -25,7 +26,9 @@ def register(subparsers):
         "model's config, its weights without optimiser state, and metadata with the run's "
         "recipe, data, steps and measured validation figures. Load it with "
         "keras_mhdeblur.from_preset(OUT_DIR) or give OUT_DIR wherever a model file goes.")
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a `mhdeblur train` run folder")
+    parser.add_argument("run_dir", metavar="RUN_DIR",
+                        help="a `mhdeblur train` run folder, or a preset (name or folder) to "
+                        "repack, e.g. with --weights-dtype float16; its metadata is kept")
     parser.add_argument("out_dir", metavar="OUT_DIR", help="the preset folder to write")
     parser.add_argument("--name", required=True, help="the preset's name")
     parser.add_argument("--description", default="", help="one line on what it is for")
@@ -37,6 +40,10 @@ def register(subparsers):
                         help="also measure it on N held-out synthetic pairs (the run's blur on "
                         "photos its training never saw) and the bundled real blurry photos, "
                         "and store the figures in the metadata")
+    parser.add_argument("--weights-dtype", choices=WEIGHT_DTYPES, default="float32",
+                        help="store the weights in float16 to halve the preset (outputs move "
+                        "by about 1/20 of an 8-bit level; --measure then measures the stored "
+                        "weights; docs/presets.md, \"Weights in float16\")")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT_DIR")
     parser.set_defaults(func=make_preset_command)
 
@@ -121,24 +128,32 @@ def measure(model, recipe, count):
 
 @reports_errors("make-preset")
 def make_preset_command(args):
-    from keras_mhdeblur.presets import PresetError, save_preset
-    from keras_mhdeblur.saving import load_model
+    from keras_mhdeblur.presets import PresetError, is_preset_folder, save_preset, shipped_presets
+    from keras_mhdeblur.saving import load_model, round_weights
     from keras_mhdeblur.training import RunDirectory
 
-    run = RunDirectory(args.run_dir)
-    if not run.config_path.exists():
-        raise CommandError(f"{run.path}: not a training run folder (no config.json)")
-    model_file = Path(args.model) if args.model else (run.final_path if args.final
-                                                      else run.best_path)
-    if not model_file.exists():
-        hint = " (the run has no validation; use --final)" if not args.final else ""
-        raise CommandError(f"{model_file}: missing{hint}")
-    model = load_model(model_file, compile=False)
-    metadata = preset_metadata_of_run(run, args.name, args.description, model_file)
-    if model.num_outputs > 1 and model.selected_output is None:
-        select_on_validation(model, run, metadata)
+    if is_preset_folder(args.run_dir) or args.run_dir in shipped_presets():
+        model, metadata, recipe = repacked_preset(args)
+    else:
+        run = RunDirectory(args.run_dir)
+        if not run.config_path.exists():
+            raise CommandError(f"{run.path}: not a training run folder (no config.json) nor a "
+                               "preset")
+        model_file = Path(args.model) if args.model else (run.final_path if args.final
+                                                          else run.best_path)
+        if not model_file.exists():
+            hint = " (the run has no validation; use --final)" if not args.final else ""
+            raise CommandError(f"{model_file}: missing{hint}")
+        model = load_model(model_file, compile=False)
+        # Everything measured below is measured on the weights as they will be stored.
+        round_weights(model, args.weights_dtype)
+        metadata = preset_metadata_of_run(run, args.name, args.description, model_file)
+        recipe = run.read_config()
+        if model.num_outputs > 1 and model.selected_output is None:
+            select_on_validation(model, run, metadata)
     if args.measure:
-        metadata["measured"].update(measure(model, run.read_config(), args.measure))
+        metadata["measured"].update(measure(model, recipe, args.measure),
+                                    weights_dtype=args.weights_dtype)
     metadata.update(backbone=type(model).__name__, heads=model.heads,
                     combine_heads=model.combine_heads, outputs=model.num_outputs,
                     selected_output=model.selected_output,
@@ -146,11 +161,35 @@ def make_preset_command(args):
                     arguments={key: value for key, value in model.get_config().items()
                                if key not in ("name", "trainable", "dtype")})
     try:
-        folder = save_preset(model, args.out_dir, metadata, overwrite=args.overwrite)
+        folder = save_preset(model, args.out_dir, metadata, overwrite=args.overwrite,
+                             weights_dtype=args.weights_dtype)
     except PresetError as error:
         raise CommandError(str(error)) from None
-    print(f"wrote preset {args.name!r} to {folder} ({model.count_params():,} parameters)")
+    print(f"wrote preset {args.name!r} to {folder} ({model.count_params():,} parameters, "
+          f"{args.weights_dtype} weights)")
     return 0
+
+
+def repacked_preset(args):
+    """A preset's model (its weights rounded to --weights-dtype), metadata and training recipe,
+    for `make-preset PRESET OUT_DIR`: the metadata is kept, renamed, with where it came from;
+    its figures are those stored unless --measure measures them again."""
+    from keras_mhdeblur.presets import from_preset, preset_metadata, resolve_preset
+    from keras_mhdeblur.saving import round_weights
+
+    if args.final or args.model:
+        raise CommandError(f"{args.run_dir}: is a preset, which holds one model; --final and "
+                           "--model choose among a training run's checkpoints")
+    source = resolve_preset(args.run_dir)
+    model = round_weights(from_preset(source), args.weights_dtype)
+    stored = preset_metadata(source)
+    metadata = {key: value for key, value in stored.items()
+                if key not in ("parameters", "file_bytes", "weights_dtype")}
+    metadata.update(name=args.name, description=args.description or stored.get("description", ""),
+                    repacked_from={"preset": stored.get("name", str(args.run_dir)),
+                                   "weights_dtype": stored.get("weights_dtype", "float32")})
+    metadata.setdefault("measured", {})
+    return model, metadata, stored.get("training", {}).get("recipe", {})
 
 
 @reports_errors("presets")

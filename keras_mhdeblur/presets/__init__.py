@@ -170,12 +170,16 @@ def check_preset(name_or_path, atol=1e-4):
     return difference
 
 
-def save_preset(model, out_dir, metadata, overwrite=False):
+def save_preset(model, out_dir, metadata, overwrite=False, weights_dtype="float32"):
     """Writes `model` (config and weights, no optimiser state) and `metadata` as a preset folder,
     atomically (`utils.files.write_folder_atomically`). Refuses to replace an existing folder unless
-    `overwrite`. Returns the folder."""
+    `overwrite`. Returns the folder.
+
+    `weights_dtype="float16"` stores the weights in half the bytes (`saving.save_weights`); the
+    reference outputs are then those of the weights as stored."""
     import keras
 
+    from keras_mhdeblur.saving import save_weights
     from keras_mhdeblur.utils.files import write_folder_atomically
 
     out_dir = Path(out_dir)
@@ -186,12 +190,14 @@ def save_preset(model, out_dir, metadata, overwrite=False):
         config = keras.saving.serialize_keras_object(model)
         config.pop("compile_config", None)  # a preset carries no training state
         (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2))
-        model.save_weights(folder / WEIGHTS_FILE)
+        save_weights(model, folder / WEIGHTS_FILE, weights_dtype)
         size = sum((folder / name).stat().st_size for name in (CONFIG_FILE, WEIGHTS_FILE))
-        record = {**metadata, "parameters": int(model.count_params()), "file_bytes": size}
+        record = {**metadata, "parameters": int(model.count_params()), "file_bytes": size,
+                  "weights_dtype": weights_dtype}
         (folder / METADATA_FILE).write_text(json.dumps(record, indent=2))
         image = reference_input()
-        np.savez(folder / REFERENCE_FILE, input=image, outputs=_reference_outputs(model, image))
+        stored = model if weights_dtype == "float32" else from_preset(folder)
+        np.savez(folder / REFERENCE_FILE, input=image, outputs=_reference_outputs(stored, image))
 
     return write_folder_atomically(out_dir, write)
 
