@@ -119,6 +119,24 @@ def test_deblur_writes_selected_all_heads_and_sheets(files, tmp_path, capsys):
                  str(every), "--all-heads", "--overwrite"]) == 0
 
 
+def test_deblur_pads_a_photo_by_reflection_unless_asked(files, tmp_path):
+    root, model, pairs = files
+    photo = tmp_path / "odd.png"
+    Image.open(pairs[0].blurry).crop((0, 0, 44, 26)).save(photo)  # sides not multiples of 16
+    image = read_image(photo)
+    out = tmp_path / "out"
+    assert main(["deblur", str(root / "model.keras"), str(photo), "--out", str(out)]) == 0
+    reflecting = load_model(root / "model.keras", compile=False).set_pad_mode("reflect")
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "odd.png")),
+                                  to_uint8(restore(reflecting, image, which=0)))
+    assert main(["deblur", str(root / "model.keras"), str(photo), "--out", str(out),
+                 "--pad-mode", "model", "--overwrite"]) == 0
+    zeros = np.asarray(Image.open(out / "odd.png"))
+    np.testing.assert_array_equal(zeros, to_uint8(restore(model, image, which=0)))
+    assert model.pad_mode == "constant" and np.abs(
+        zeros.astype(int) - to_uint8(restore(reflecting, image, which=0))).max() > 0
+
+
 def test_deblur_writes_a_grey_photo_grey_unless_asked(files, tmp_path):
     root, model, pairs = files
     photo = tmp_path / "grey.png"

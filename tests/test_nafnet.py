@@ -193,3 +193,31 @@ def test_a_stack_of_blocks_is_traced_once_in_a_tensorflow_graph(monkeypatch):
         scale = np.abs(eager_gradient.numpy()).max()
         np.testing.assert_allclose(graph_gradient.numpy(), eager_gradient.numpy(),
                                    atol=1e-5 * scale)
+
+
+def test_pad_mode_reflects_when_asked_and_pads_officially_by_default():
+    """A side that is not a multiple of 16 is zero-padded as the official code does, or, with
+    pad_mode="reflect" (the presets), padded by reflection: exactly the official network on
+    the reflected image, cropped back."""
+    keras.utils.set_random_seed(0)
+    official = keras_mhdeblur.NAFNetMH(heads=2, **TINY_NAFNET)
+    assert official.pad_mode == "constant" and official.get_config()["pad_mode"] is None
+    reflecting = keras_mhdeblur.NAFNetMH.from_config(
+        {**official.get_config(), "pad_mode": "reflect"})
+    reflecting.set_weights(official.get_weights())
+    assert reflecting.get_config()["pad_mode"] == "reflect"
+    assert official.pad_multiple == 4  # two levels: 18 x 26 pads to 20 x 28
+    image = random_images((1, 18, 26, 3))
+    reflected = np.pad(image, ((0, 0), (0, 2), (0, 2), (0, 0)), mode="reflect")
+    restored = keras.ops.convert_to_numpy(reflecting(image))
+    np.testing.assert_allclose(
+        restored, keras.ops.convert_to_numpy(official(reflected))[:, :, :18, :26], atol=1e-5)
+    assert np.abs(restored - keras.ops.convert_to_numpy(official(image))).max() > 1e-3
+    assert reflecting.set_pad_mode(None).pad_mode == "constant"
+    from keras_mhdeblur.commands.arguments import PAD_MODE_CHOICES
+    from keras_mhdeblur.models.base import PAD_MODES
+
+    assert set(PAD_MODE_CHOICES) == set(PAD_MODES)  # the CLI offers what a model takes
+    with pytest.raises(ValueError, match="pad_mode must be one of constant, reflect, or None "
+                                         "for NAFNetMH's official 'constant'; got 'wrap'"):
+        keras_mhdeblur.NAFNetMH(heads=2, pad_mode="wrap", **TINY_NAFNET)

@@ -56,16 +56,18 @@ def check_inference_arguments(args):
 
 
 def inference_model(model, args):
-    """`model` as --tlc asks (its TLC version, or itself); checks the inference flags."""
+    """`model` as --tlc asks (its TLC version, or itself), padding as --pad-mode asks where the
+    command has it; checks the inference flags."""
     from keras_mhdeblur.models.surgery import with_tlc
 
     check_inference_arguments(args)
-    if args.tlc is None:
-        return model
-    try:
-        return with_tlc(model, args.tlc)
-    except ValueError as error:
-        raise CommandError(f"--tlc: {error}") from None
+    if args.tlc is not None:
+        try:
+            model = with_tlc(model, args.tlc)
+        except ValueError as error:
+            raise CommandError(f"--tlc: {error}") from None
+    pad_mode = getattr(args, "pad_mode", "model")
+    return model if pad_mode == "model" else model.set_pad_mode(pad_mode)
 
 
 def load_inference_model(args):

@@ -69,6 +69,21 @@ def add_inference_arguments(parser):
                         "4 or 8 (N times the time; docs/presets.md, 'Self-ensemble'; default 1)")
 
 
+# `models.base.PAD_MODES`, without importing Keras to parse a command line.
+PAD_MODE_CHOICES = ("reflect", "constant")
+
+
+def add_pad_mode_argument(parser, default):
+    """--pad-mode, for deblur (default reflect: photos of any size) and evaluate (default the
+    model's own, as the official protocol pads)."""
+    parser.add_argument("--pad-mode", choices=PAD_MODE_CHOICES + ("model",), default=default,
+                        help="how a side that is not a multiple of 16 is padded: reflect, "
+                        "constant (zeros, the official NAFNet and HINet code) or model (the "
+                        "model's own: reflect for the shipped presets); a network trained on "
+                        "crops restores little of a photo padded with zeros "
+                        f"(docs/presets.md, 'Padding a photo'; default {default})")
+
+
 def _parse_value(text):
     try:
         return json.loads(text)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from keras_mhdeblur.commands import (CommandError, check_inference_arguments, inference_model,
                                      reports_errors)
-from keras_mhdeblur.commands.arguments import add_inference_arguments
+from keras_mhdeblur.commands.arguments import add_inference_arguments, add_pad_mode_argument
 
 # --model's word for choosing a preset per photo (`presets.routing`).
 AUTO = "auto"
@@ -47,6 +47,7 @@ def register(subparsers):
                         "made up by the network")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     add_inference_arguments(parser)
+    add_pad_mode_argument(parser, "reflect")
     parser.set_defaults(func=deblur_command)
 
 

@@ -1,7 +1,7 @@
 """`mhdeblur evaluate`: official PSNR/SSIM of every output on a paired folder."""
 
 from keras_mhdeblur.commands import find_pair_set, load_inference_model, reports_errors
-from keras_mhdeblur.commands.arguments import add_scoring_arguments
+from keras_mhdeblur.commands.arguments import add_pad_mode_argument, add_scoring_arguments
 
 
 def register(subparsers):
@@ -12,6 +12,7 @@ def register(subparsers):
         "and print a table: per output, best overall (per image the best output: an oracle), "
         "worst, and the best single head (one fixed output index).")
     add_scoring_arguments(parser, ".keras model file", "paired images")
+    add_pad_mode_argument(parser, "model")
     parser.add_argument("--json", metavar="OUT.json", help="also write the results as JSON")
     parser.add_argument("--no-ssim", dest="ssim", action="store_false",
                         help="skip SSIM (much faster)")
@@ -38,7 +39,7 @@ def evaluate_command(args):
         record.update(model=str(args.model), data=str(args.data), split=args.split,
                       tile=args.tile, overlap=args.overlap if args.tile else None,
                       tlc=list(args.tlc) if args.tlc else None,
-                      self_ensemble=args.self_ensemble,
+                      self_ensemble=args.self_ensemble, pad_mode=model.pad_mode,
                       per_image_psnr=dict(zip(evaluation.names, evaluation.psnr)))
         write_json(args.json, record)
         print(f"wrote {args.json}")

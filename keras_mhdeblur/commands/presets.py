@@ -8,6 +8,7 @@ from keras_mhdeblur.commands import CommandError, reports_errors
 
 def register(subparsers):
     from keras_mhdeblur.commands.arguments import positive_int
+    from keras_mhdeblur.commands.arguments import PAD_MODE_CHOICES
     from keras_mhdeblur.saving import WEIGHT_DTYPES
 
     listing = subparsers.add_parser(
@@ -44,6 +45,11 @@ def register(subparsers):
                         help="store the weights in float16 to halve the preset (outputs move "
                         "by about 1/20 of an 8-bit level; --measure then measures the stored "
                         "weights; docs/presets.md, \"Weights in float16\")")
+    parser.add_argument("--pad-mode", choices=PAD_MODE_CHOICES, default="reflect",
+                        help="how the preset pads a side that is not a multiple of 16 (stored "
+                        "in its config): reflect (default), or constant, the official zeros, "
+                        "which leave most of a photo's blur "
+                        "(docs/presets.md, 'Padding a photo')")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT_DIR")
     parser.set_defaults(func=make_preset_command)
 
@@ -151,6 +157,8 @@ def make_preset_command(args):
         recipe = run.read_config()
         if model.num_outputs > 1 and model.selected_output is None:
             select_on_validation(model, run, metadata)
+    # Before measuring: the real photos are not multiples of 16.
+    model.set_pad_mode(args.pad_mode)
     if args.measure:
         metadata["measured"].update(measure(model, recipe, args.measure),
                                     weights_dtype=args.weights_dtype)

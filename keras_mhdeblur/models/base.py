@@ -27,12 +27,19 @@ from keras_mhdeblur.distribute import is_multi_worker
 from keras_mhdeblur.heads import MultiHeadOutput, num_outputs
 
 
+# How a model can pad its input to `pad_multiple` (the `pad_mode` argument).
+PAD_MODES = ("constant", "reflect")
+
+
 class MultiHeadRestorationModel(keras.Model):
     """Base class; see the module docstring. Subclasses set the class attributes below."""
 
-    #: H and W are zero-padded (bottom/right) to a multiple of this, and cropped back.
+    #: H and W are padded (bottom/right) to a multiple of this, and cropped back.
     pad_multiple = 16
-    #: "constant" (zeros, NAFNet/HINet) or "reflect" (Restormer/MPRNet test scripts).
+    #: The official padding: "constant" (zeros, NAFNet/HINet) or "reflect" (Restormer/MPRNet
+    #: test scripts). The `pad_mode` argument replaces it: a network trained on crops that
+    #: never held a band of zeros restores little of a photo padded with one (the presets ship
+    #: "reflect"; docs/presets.md, "Padding a photo").
     pad_mode = "constant"
     #: Names of the stage outputs, in the order `stage_residuals` returns them.
     stage_names = ("output",)
@@ -42,7 +49,8 @@ class MultiHeadRestorationModel(keras.Model):
     recipe = "nafnet"
 
     def __init__(self, heads=4, combine_heads=True, single_output=False, selected_output=None,
-                 output_format="list", output_scorer=None, schedule_step=False, **kwargs):
+                 output_format="list", output_scorer=None, schedule_step=False, pad_mode=None,
+                 **kwargs):
         super().__init__(**kwargs)
         if not isinstance(heads, int) or heads < 1:
             raise ValueError(f"heads must be an integer >= 1, got {heads!r}")
@@ -50,6 +58,7 @@ class MultiHeadRestorationModel(keras.Model):
             raise ValueError(f"single_output=True needs heads=1, got heads={heads}")
         if output_format not in ("list", "dict"):
             raise ValueError(f"output_format must be 'list' or 'dict', got {output_format!r}")
+        self.set_pad_mode(pad_mode)
         self.heads = heads
         self.combine_heads = bool(combine_heads)
         self.single_output = bool(single_output)
@@ -149,6 +158,18 @@ class MultiHeadRestorationModel(keras.Model):
         outputs, features = self.outputs_and_features(image)
         final = self.final_output(outputs)
         return final, auto_output(self, image, final, features)
+
+    def set_pad_mode(self, pad_mode):
+        """Pads with `pad_mode` from now on (one of `PAD_MODES`, or None for the official one),
+        and says so in `get_config`: e.g. a model trained before the option existed, packed as
+        a preset that pads by reflection. Returns the model."""
+        if pad_mode not in (None,) + PAD_MODES:
+            raise ValueError(f"pad_mode must be one of {', '.join(PAD_MODES)}, or None for "
+                             f"{type(self).__name__}'s official {type(self).pad_mode!r}; got "
+                             f"{pad_mode!r}")
+        self.pad_mode_config = pad_mode
+        self.pad_mode = type(self).pad_mode if pad_mode is None else pad_mode
+        return self
 
     def pad_input(self, image):
         """(B, H, W, 3) -> (B, Hp, Wp, 3): padded at the bottom and right to multiples of
@@ -326,6 +347,7 @@ class MultiHeadRestorationModel(keras.Model):
             "output_format": self.output_format,
             "output_scorer": self.output_scorer_config,
             "schedule_step": self.loss_step is not None,
+            "pad_mode": self.pad_mode_config,
         }
 
 
